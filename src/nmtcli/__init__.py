@@ -1,0 +1,58 @@
+"""nmtcli: train and run neural machine translation models with TensorFlow/Keras.
+
+The package imports TensorFlow only when a name that needs it is first used, so that
+``import nmtcli`` and ``nmt --help`` stay fast::
+
+    from nmtcli import Translator
+    translator = Translator.load("nmt-workspace/runs/latest")
+    translator.translate(["Go.", "Hello!"])
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it. Modules are imported on first access.
+_EXPORTS = {
+    "NmtError": "errors",
+    "ConfigError": "errors",
+    "CorpusError": "errors",
+    "DataError": "errors",
+    "ModelError": "errors",
+    "PrepareConfig": "config",
+    "ModelConfig": "config",
+    "TrainConfig": "config",
+    "Workspace": "workspace",
+    "prepare": "corpus",
+    "read_pairs": "corpus",
+    "Vectorizer": "vectorizers",
+    "build_model": "models",
+    "train": "training",
+    "greedy_search": "decoding",
+    "Translator": "translator",
+    "evaluate": "evaluation",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import ModelConfig, PrepareConfig, TrainConfig
+    from .corpus import prepare, read_pairs
+    from .decoding import greedy_search
+    from .errors import ConfigError, CorpusError, DataError, ModelError, NmtError
+    from .evaluation import evaluate
+    from .models import build_model
+    from .training import train
+    from .translator import Translator
+    from .vectorizers import Vectorizer
+    from .workspace import Workspace
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nmtcli' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -1,0 +1,147 @@
+"""Typed, validated settings for each stage; saved as JSON next to what they produced.
+
+Each dataclass checks its own values on construction, so the library and the command line share
+one set of rules and one set of messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+FORMATS = ("auto", "tsv", "csv", "aligned")
+LEVELS = ("word", "char")
+ARCHITECTURES = ("lstm", "gru-attention")
+OPTIMIZERS = ("adam", "rmsprop")
+BAD_LINE_POLICIES = ("error", "warn", "skip")
+
+Level = Literal["word", "char"]
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_range(name: str, value: Any, low: float | None = None, high: float | None = None,
+                 *, integer: bool = True, low_inclusive: bool = True) -> None:
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise ConfigError(f"{name} must be {kind}; got {value!r}")
+    too_low = low is not None and (value < low if low_inclusive else value <= low)
+    too_high = high is not None and value > high
+    if too_low or too_high:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>=' if low_inclusive else '>'} {low}")
+        if high is not None:
+            bounds.append(f"<= {high}")
+        raise ConfigError(f"{name} must be {kind} {' and '.join(bounds)}; got {value!r}")
+
+
+class _Serializable:
+    """Round trip through plain dicts, ignoring unknown keys from newer versions."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class PrepareConfig(_Serializable):
+    """How ``nmt prepare`` reads, cleans, splits and indexes a corpus."""
+
+    format: str = "auto"
+    source_column: str | int | None = None
+    target_column: str | int | None = None
+    encoding: str = "utf-8"
+    on_bad_line: str = "error"
+    limit: int | None = None
+    reverse: bool = False
+    lowercase: bool = False
+    min_words: int = 1
+    max_words: int = 50
+    max_chars: int = 300
+    dedupe: bool = True
+    valid_size: float = 0.05
+    test_size: float = 0.05
+    seed: int = 1234
+    max_vocab: int | None = 30000
+    min_count: int = 1
+
+    def __post_init__(self) -> None:
+        _check_choice("format", self.format, FORMATS)
+        _check_choice("on_bad_line", self.on_bad_line, BAD_LINE_POLICIES)
+        if self.limit is not None:
+            _check_range("limit", self.limit, 1)
+        _check_range("min_words", self.min_words, 1)
+        _check_range("max_words", self.max_words, self.min_words)
+        _check_range("max_chars", self.max_chars, 1)
+        for name in ("valid_size", "test_size"):
+            value = getattr(self, name)
+            _check_range(name, value, 0, integer=False)
+            if isinstance(value, float) and value >= 1 and not value.is_integer():
+                raise ConfigError(f"{name} must be a fraction below 1 or a whole count; got {value}")
+        if 0 < self.valid_size < 1 and 0 < self.test_size < 1 and self.valid_size + self.test_size >= 1:
+            raise ConfigError("valid_size + test_size must leave some data for training")
+        if self.max_vocab is not None:
+            _check_range("max_vocab", self.max_vocab, 5)
+        _check_range("min_count", self.min_count, 1)
+        _check_range("seed", self.seed, 0)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Serializable):
+    """The architecture and sizes of a seq2seq model."""
+
+    arch: str = "gru-attention"
+    level: str = "word"
+    embedding_dim: int = 256
+    units: int = 512
+    dropout: float = 0.1
+    source_vocab_size: int = 0
+    target_vocab_size: int = 0
+    max_target_length: int = 0  # longest training target in tokens; bounds decoding
+
+    def __post_init__(self) -> None:
+        _check_choice("arch", self.arch, ARCHITECTURES)
+        _check_choice("level", self.level, LEVELS)
+        _check_range("embedding_dim", self.embedding_dim, 1, 4096)
+        _check_range("units", self.units, 1, 8192)
+        _check_range("dropout", self.dropout, 0, 1, integer=False)
+        if self.dropout >= 1:
+            raise ConfigError(f"dropout must be below 1; got {self.dropout}")
+        _check_range("source_vocab_size", self.source_vocab_size, 0)
+        _check_range("target_vocab_size", self.target_vocab_size, 0)
+        _check_range("max_target_length", self.max_target_length, 0)
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Serializable):
+    """How a model is fitted."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    clipnorm: float | None = 1.0
+    patience: int = 3
+    seed: int = 1234
+    jit_compile: bool = False
+
+    def __post_init__(self) -> None:
+        _check_range("epochs", self.epochs, 1, 100_000)
+        _check_range("batch_size", self.batch_size, 1, 65_536)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_range("learning_rate", self.learning_rate, 0, 10, integer=False, low_inclusive=False)
+        if self.clipnorm is not None:
+            _check_range("clipnorm", self.clipnorm, 0, integer=False, low_inclusive=False)
+        _check_range("patience", self.patience, 0)
+        _check_range("seed", self.seed, 0)

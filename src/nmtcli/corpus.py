@@ -1,0 +1,494 @@
+"""Reading parallel corpora, normalising, filtering, splitting, and the prepared data folder.
+
+Formats:
+- ``tsv``: one pair per line, tab-separated; the anki/Tatoeba files (``English<TAB>Other``, an optional
+  third attribution column) are the default case. Columns are chosen by number, counting from 1.
+- ``csv``: comma-separated with a header row; columns chosen by header name or number.
+- ``aligned``: two plain-text files, line ``i`` of one translating line ``i`` of the other.
+
+The split is grouped by source sentence: every translation of one source sentence lands in the same
+split, so the test set never shares a source with training and multi-reference scoring is possible.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import random
+import shutil
+import tempfile
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import PrepareConfig
+from .errors import CorpusError, DataError
+from .files import atomic_write_json, make_private_dir_public, read_json
+from .vectorizers import JOINER, UNK_ID, Vectorizer, Vocabulary, make_tokenizer
+
+DATA_FORMAT_VERSION = 1
+SPLITS = ("train", "valid", "test")
+SIDES = ("source", "target")
+LEVELS = ("word", "char")
+
+
+@dataclass(frozen=True)
+class Pair:
+    source: str
+    target: str
+    where: str  # "file:line", for messages
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+
+
+def _open_checked(path: Path, what: str = "corpus") -> Path:
+    if not path.exists():
+        raise CorpusError(f"{path}: {what} file not found")
+    if path.is_dir():
+        raise CorpusError(f"{path}: is a directory, expected a {what} file")
+    if not os.access(path, os.R_OK):
+        raise CorpusError(f"{path}: permission denied")
+    return path
+
+
+def _decode(raw: bytes, encoding: str, where: str) -> str:
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise CorpusError(
+            f"{where}: not valid {encoding} (byte {exc.start + 1} of the line); "
+            "convert the file to UTF-8 or pass --encoding"
+        ) from None
+    except LookupError:
+        raise CorpusError(f"unknown encoding {encoding!r}") from None
+
+
+def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
+    """Decoded lines without their line ending (LF or CRLF); a leading BOM is dropped."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            text = _decode(raw, encoding, f"{path}:{number}")
+            yield number, text.rstrip("\n").rstrip("\r")
+
+
+def detect_format(path: Path, target_path: Path | None) -> str:
+    if target_path is not None:
+        return "aligned"
+    if path.suffix.lower() == ".csv":
+        return "csv"
+    if path.suffix.lower() in (".tsv", ".tab"):
+        return "tsv"
+    with open(path, "rb") as handle:
+        head = handle.read(65536)
+    first = head.split(b"\n", 1)[0]
+    if b"\t" in head:
+        return "tsv"
+    if b"," in first:
+        return "csv"
+    raise CorpusError(
+        f"{path}: cannot tell the format (no tab found); pass --format tsv|csv, "
+        "or give a second file for aligned plain-text files"
+    )
+
+
+def _column_index(column: str | int | None, default: int, header: list[str] | None, path: Path) -> int:
+    """A 0-based index from a 1-based number or a header name."""
+    if column is None:
+        return default
+    if isinstance(column, int) or str(column).isdigit():
+        number = int(column)
+        if number < 1:
+            raise CorpusError(f"column numbers count from 1; got {number}")
+        return number - 1
+    if header is None:
+        raise CorpusError(f"{path}: column {column!r} is a name, but this format has no header; use a number")
+    names = [h.strip() for h in header]
+    if column not in names:
+        raise CorpusError(f"{path}: no column named {column!r}; the header has {', '.join(names)}")
+    return names.index(column)
+
+
+class _BadLines:
+    """Applies the --on-bad-line policy and counts what it skipped."""
+
+    def __init__(self, policy: str, warn: Any = None):
+        self.policy = policy
+        self.warn = warn
+        self.count = 0
+
+    def __call__(self, message: str) -> None:
+        if self.policy == "error":
+            raise CorpusError(f"{message} (pass --on-bad-line skip to drop such lines)")
+        self.count += 1
+        if self.policy == "warn" and self.warn is not None:
+            self.warn(f"warning: {message}; skipped")
+
+
+def _read_tsv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pair]:
+    src = _column_index(config.source_column, 0, None, path)
+    tgt = _column_index(config.target_column, 1, None, path)
+    need = max(src, tgt) + 1
+    for number, line in _lines(path, config.encoding):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        where = f"{path}:{number}"
+        if len(fields) < need:
+            bad(f"{where}: expected at least {need} tab-separated columns, found {len(fields)}")
+            continue
+        yield Pair(fields[src], fields[tgt], where)
+
+
+def _read_csv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pair]:
+    encoding = "utf-8-sig" if config.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else config.encoding
+    try:
+        with open(path, encoding=encoding, newline="") as handle:
+            reader = csv.reader(handle)
+            try:
+                header = next(reader)
+            except StopIteration:
+                return
+            src = _column_index(config.source_column, 0, header, path)
+            tgt = _column_index(config.target_column, 1, header, path)
+            need = max(src, tgt) + 1
+            for row in reader:
+                where = f"{path}:{reader.line_num}"
+                if not any(field.strip() for field in row):
+                    continue
+                if len(row) < need:
+                    bad(f"{where}: expected at least {need} columns, found {len(row)}")
+                    continue
+                yield Pair(row[src], row[tgt], where)
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{path}: not valid {config.encoding} near byte {exc.start}; "
+                          "convert the file to UTF-8 or pass --encoding") from None
+    except csv.Error as exc:
+        raise CorpusError(f"{path}: malformed CSV ({exc})") from None
+    except LookupError:
+        raise CorpusError(f"unknown encoding {config.encoding!r}") from None
+
+
+def _read_aligned(path: Path, target_path: Path, config: PrepareConfig) -> Iterator[Pair]:
+    sources = _lines(path, config.encoding)
+    targets = _lines(target_path, config.encoding)
+    while True:
+        s = next(sources, None)
+        t = next(targets, None)
+        if s is None and t is None:
+            return
+        if s is None or t is None:
+            shorter, longer = (path, target_path) if s is None else (target_path, path)
+            raise CorpusError(f"{shorter} has fewer lines than {longer}; aligned files must have one line per pair")
+        yield Pair(s[1], t[1], f"{path}:{s[0]}")
+
+
+def read_pairs(path: str | os.PathLike, config: PrepareConfig | None = None,
+               target_path: str | os.PathLike | None = None, warn: Any = None,
+               bad_lines: _BadLines | None = None) -> Iterator[Pair]:
+    """Yield raw (not yet normalised) pairs from a corpus in the configured or detected format.
+
+    ``config.reverse`` swaps the two sides; ``config.limit`` stops after that many pairs.
+    """
+    config = config or PrepareConfig()
+    path = _open_checked(Path(path))
+    target = _open_checked(Path(target_path)) if target_path is not None else None
+    fmt = config.format if config.format != "auto" else detect_format(path, target)
+    bad = bad_lines or _BadLines(config.on_bad_line, warn)
+    if fmt == "aligned":
+        if target is None:
+            raise CorpusError("--format aligned needs two files: SOURCE_FILE TARGET_FILE")
+        pairs = _read_aligned(path, target, config)
+    elif fmt == "csv":
+        pairs = _read_csv(path, config, bad)
+    else:
+        pairs = _read_tsv(path, config, bad)
+    for count, pair in enumerate(pairs, 1):
+        yield Pair(pair.target, pair.source, pair.where) if config.reverse else pair
+        if config.limit is not None and count >= config.limit:
+            return
+
+
+# --------------------------------------------------------------------------------------------------
+# Normalising and filtering
+
+
+def normalize(text: str, lowercase: bool = False) -> str:
+    """NFC; control and format characters removed; every run of whitespace becomes one space."""
+    text = unicodedata.normalize("NFC", text)
+    if any(unicodedata.category(c) in ("Cc", "Cf") or c == JOINER for c in text):
+        text = "".join(
+            " " if c.isspace() else c
+            for c in text
+            if c.isspace() or (unicodedata.category(c) not in ("Cc", "Cf") and c != JOINER)
+        )
+    text = " ".join(text.split())
+    return text.lower() if lowercase else text
+
+
+def _drop_reason(source: str, target: str, config: PrepareConfig, words: Any) -> str | None:
+    if not source or not target:
+        return "empty"
+    if len(source) > config.max_chars or len(target) > config.max_chars:
+        return "too_long"
+    n_source, n_target = len(words(source)), len(words(target))
+    if max(n_source, n_target) > config.max_words:
+        return "too_long"
+    if min(n_source, n_target) < config.min_words:
+        return "too_short"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Splitting
+
+
+def _split_count(size: float, groups: int) -> int:
+    if size >= 1:
+        return int(size)
+    return round(groups * size) if size > 0 else 0
+
+
+def split_grouped(pairs: list[tuple[str, str]], valid_size: float, test_size: float,
+                  seed: int) -> dict[str, list[tuple[str, str]]]:
+    """Shuffle source sentences with ``seed`` and cut them into train/valid/test.
+
+    Sizes below 1 are fractions of the distinct source sentences, sizes from 1 up are counts of them.
+    """
+    groups: dict[str, list[str]] = {}
+    for source, target in pairs:
+        groups.setdefault(source, []).append(target)
+    sources = list(groups)
+    random.Random(seed).shuffle(sources)
+    n_valid = _split_count(valid_size, len(sources))
+    n_test = _split_count(test_size, len(sources))
+    if n_valid + n_test >= len(sources):
+        raise CorpusError(
+            f"only {len(sources)} distinct source sentences: too few for {n_valid} validation and "
+            f"{n_test} test sentences plus training; use a larger corpus or smaller --valid-size/--test-size"
+        )
+    cuts = {"valid": sources[:n_valid], "test": sources[n_valid:n_valid + n_test],
+            "train": sources[n_valid + n_test:]}
+    return {split: [(s, t) for s in cuts[split] for t in groups[s]] for split in SPLITS}
+
+
+# --------------------------------------------------------------------------------------------------
+# Preparing
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_split(path: Path, pairs: list[tuple[str, str]]) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        for source, target in pairs:
+            handle.write(f"{source}\t{target}\n")
+
+
+def _replace_dir(tmp_dir: Path, out_dir: Path) -> None:
+    """Move a finished folder into place; the old one is removed only once the new one is there."""
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        os.replace(out_dir, old / out_dir.name)
+    os.replace(tmp_dir, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare(corpus: str | os.PathLike, output_dir: str | os.PathLike,
+            config: PrepareConfig | None = None, target_path: str | os.PathLike | None = None,
+            warn: Any = None) -> dict[str, Any]:
+    """Read, normalise, filter, deduplicate and split a corpus; build vocabularies; write a data folder.
+
+    Returns the manifest (also written as ``manifest.json``). Nothing in ``output_dir`` changes unless
+    the whole preparation succeeds.
+    """
+    config = config or PrepareConfig()
+    corpus = Path(corpus)
+    output_dir = Path(output_dir)
+    word_tokenizer = make_tokenizer("word")
+    bad = _BadLines(config.on_bad_line, warn)
+
+    dropped = {"empty": 0, "too_long": 0, "too_short": 0, "duplicate": 0}
+    seen: set[tuple[str, str]] = set()
+    kept: list[tuple[str, str]] = []
+    read = 0
+    for pair in read_pairs(corpus, config, target_path, bad_lines=bad):
+        read += 1
+        source = normalize(pair.source, config.lowercase)
+        target = normalize(pair.target, config.lowercase)
+        reason = _drop_reason(source, target, config, word_tokenizer.tokenize)
+        if reason is None and config.dedupe:
+            if (source, target) in seen:
+                reason = "duplicate"
+            else:
+                seen.add((source, target))
+        if reason is not None:
+            dropped[reason] += 1
+            continue
+        kept.append((source, target))
+    dropped["malformed"] = bad.count
+    if not kept:
+        if read == 0 and bad.count == 0:
+            raise CorpusError(f"{corpus}: the corpus is empty")
+        raise CorpusError(f"{corpus}: no pairs left after filtering ({_describe_drops(dropped)}); "
+                          "check the column options and --max-words/--max-chars")
+
+    splits = split_grouped(kept, config.valid_size, config.test_size, config.seed)
+    tokenizers = {level: make_tokenizer(level) for level in LEVELS}
+    tokenized = {
+        level: {
+            split: [
+                (tokenizers[level].tokenize(s), tokenizers[level].tokenize(t)) for s, t in splits[split]
+            ]
+            for split in SPLITS
+        }
+        for level in LEVELS
+    }
+    vocabularies = {
+        (level, side): Vocabulary.build(
+            (pair[i] for pair in tokenized[level]["train"]), config.max_vocab, config.min_count
+        )
+        for level in LEVELS
+        for i, side in enumerate(SIDES)
+    }
+
+    manifest: dict[str, Any] = {
+        "format_version": DATA_FORMAT_VERSION,
+        "nmtcli_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "corpus": {
+            "path": str(corpus.resolve()),
+            "sha256": _sha256(corpus),
+            "target_path": str(Path(target_path).resolve()) if target_path else None,
+            "target_sha256": _sha256(Path(target_path)) if target_path else None,
+        },
+        "settings": config.to_dict(),
+        "counts": {
+            "read": read,
+            "kept": len(kept),
+            **{split: len(splits[split]) for split in SPLITS},
+            **{f"{split}_sources": len({s for s, _ in splits[split]}) for split in SPLITS},
+        },
+        "dropped": dropped,
+        "vocab_size": {level: {side: len(vocabularies[level, side]) for side in SIDES} for level in LEVELS},
+        "max_length": {
+            level: {
+                side: max((len(pair[i]) for pair in tokenized[level]["train"]), default=0)
+                for i, side in enumerate(SIDES)
+            }
+            for level in LEVELS
+        },
+        "unk_rate": {
+            level: {
+                split: {
+                    side: _unk_rate((pair[i] for pair in tokenized[level][split]), vocabularies[level, side])
+                    for i, side in enumerate(SIDES)
+                }
+                for split in ("valid", "test")
+            }
+            for level in LEVELS
+        },
+    }
+
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    try:
+        for split in SPLITS:
+            _write_split(tmp_dir / f"{split}.tsv", splits[split])
+        (tmp_dir / "vocab").mkdir()
+        for (level, side), vocabulary in vocabularies.items():
+            vocabulary.save(tmp_dir / "vocab" / f"{side}.{level}.txt")
+        atomic_write_json(tmp_dir / "manifest.json", manifest)
+        make_private_dir_public(tmp_dir)
+        _replace_dir(tmp_dir, output_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return manifest
+
+
+def _unk_rate(token_lists: Any, vocabulary: Vocabulary) -> float:
+    total = unknown = 0
+    for tokens in token_lists:
+        ids = vocabulary.encode(tokens)
+        total += len(ids)
+        unknown += ids.count(UNK_ID)
+    return unknown / total if total else 0.0
+
+
+def _describe_drops(dropped: dict[str, int]) -> str:
+    parts = [f"{count} {reason.replace('_', ' ')}" for reason, count in dropped.items() if count]
+    return ", ".join(parts) or "nothing read"
+
+
+# --------------------------------------------------------------------------------------------------
+# The prepared data folder
+
+
+class PreparedData:
+    """A folder written by :func:`prepare`: split files, vocabularies and ``manifest.json``."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]):
+        self.path = path
+        self.manifest = manifest
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PreparedData:
+        path = Path(path)
+        if not (path / "manifest.json").is_file():
+            raise DataError(f"{path}: no prepared data here; run `nmt prepare CORPUS` first (or pass --data)")
+        try:
+            manifest = read_json(path / "manifest.json")
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path / 'manifest.json'}: unreadable ({exc}); run `nmt prepare` again") from None
+        version = manifest.get("format_version") if isinstance(manifest, dict) else None
+        if version != DATA_FORMAT_VERSION:
+            raise DataError(f"{path}: prepared with data format {version!r}, this nmtcli reads "
+                            f"{DATA_FORMAT_VERSION}; run `nmt prepare` again")
+        expected = [f"{split}.tsv" for split in SPLITS] + [
+            f"vocab/{side}.{level}.txt" for side in SIDES for level in LEVELS
+        ]
+        missing = [name for name in expected if not (path / name).is_file()]
+        if missing:
+            raise DataError(f"{path}: incomplete prepared data, missing {', '.join(missing)}; "
+                            "run `nmt prepare` again")
+        return cls(path, manifest)
+
+    def pairs(self, split: str) -> list[tuple[str, str]]:
+        file = self.path / f"{split}.tsv"
+        pairs = []
+        with open(file, encoding="utf-8", newline="\n") as handle:
+            for number, line in enumerate(handle, 1):
+                fields = line.rstrip("\n").split("\t")
+                if len(fields) != 2:
+                    raise DataError(f"{file}:{number}: expected 2 tab-separated fields; run `nmt prepare` again")
+                pairs.append((fields[0], fields[1]))
+        return pairs
+
+    def vectorizer(self, side: str, level: str) -> Vectorizer:
+        return Vectorizer.load(level, self.path / "vocab" / f"{side}.{level}.txt")
+
+    def max_length(self, side: str, level: str) -> int:
+        return int(self.manifest["max_length"][level][side])
+
+
+def group_references(pairs: list[tuple[str, str]]) -> tuple[list[str], list[list[str]]]:
+    """Distinct sources in first-seen order, each with all of its targets as references."""
+    grouped: dict[str, list[str]] = {}
+    for source, target in pairs:
+        grouped.setdefault(source, []).append(target)
+    return list(grouped), list(grouped.values())

@@ -1,0 +1,28 @@
+"""Seq2seq architectures and the one place where a ModelConfig becomes a Keras model."""
+
+from __future__ import annotations
+
+from ..config import ModelConfig
+from .base import Seq2Seq
+from .gru_attention import GruAttentionSeq2Seq
+from .lstm import LstmSeq2Seq
+
+ARCHITECTURES: dict[str, type[Seq2Seq]] = {
+    "lstm": LstmSeq2Seq,
+    "gru-attention": GruAttentionSeq2Seq,
+}
+
+
+def build_model(config: ModelConfig) -> Seq2Seq:
+    """Instantiate (not yet build) the model ``config.arch`` with the sizes in ``config``."""
+    model_class = ARCHITECTURES[config.arch]
+    return model_class(
+        source_vocab_size=config.source_vocab_size,
+        target_vocab_size=config.target_vocab_size,
+        embedding_dim=config.embedding_dim,
+        units=config.units,
+        dropout=config.dropout,
+    )
+
+
+__all__ = ["ARCHITECTURES", "GruAttentionSeq2Seq", "LstmSeq2Seq", "Seq2Seq", "build_model"]
