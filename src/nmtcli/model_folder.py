@@ -1,0 +1,100 @@
+"""The self-describing model folder: everything needed to translate, with nothing else at hand.
+
+::
+
+    RUN/
+      config.json          format version, nmtcli version, model and training settings
+      model.keras          best weights (no optimizer state), loads in Keras safe mode
+      vocab/source.txt     source vocabulary (one token per line)
+      vocab/target.txt     target vocabulary
+      data-manifest.json   the manifest of the prepared data it was trained on
+      history.csv/.json    per-epoch loss, perplexity, time
+      state.json           running | complete
+      backup/              resumable training state (removed when training completes)
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from . import __version__
+from .config import ModelConfig, TrainConfig
+from .errors import ConfigError, ModelError
+from .files import atomic_path, atomic_write_json, read_json
+from .vectorizers import Vectorizer
+
+MODEL_FORMAT_VERSION = 1
+
+
+def write_config(run_dir: Path, model_config: ModelConfig, train_config: TrainConfig,
+                 data_dir: Path) -> None:
+    atomic_write_json(run_dir / "config.json", {
+        "format_version": MODEL_FORMAT_VERSION,
+        "nmtcli_version": __version__,
+        "keras_version": keras.__version__,
+        "model": model_config.to_dict(),
+        "training": train_config.to_dict(),
+        "data": str(data_dir.resolve()),
+    })
+
+
+def copy_data_files(run_dir: Path, data_dir: Path, level: str) -> None:
+    (run_dir / "vocab").mkdir(exist_ok=True)
+    for side in ("source", "target"):
+        shutil.copyfile(data_dir / "vocab" / f"{side}.{level}.txt", run_dir / "vocab" / f"{side}.txt")
+    shutil.copyfile(data_dir / "manifest.json", run_dir / "data-manifest.json")
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """``config.json`` checked for version; ``model`` and ``training`` become typed configs."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ModelError(f"{run_dir}: not an nmtcli model folder (no config.json)")
+    try:
+        raw = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable ({exc})") from None
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if version != MODEL_FORMAT_VERSION:
+        raise ModelError(
+            f"{run_dir}: model folder format {version!r} is not supported by nmtcli {__version__} "
+            f"(reads format {MODEL_FORMAT_VERSION}); retrain it with this version"
+        )
+    try:
+        return {**raw, "model": ModelConfig.from_dict(raw["model"]),
+                "training": TrainConfig.from_dict(raw["training"])}
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise ModelError(f"{path}: invalid model configuration ({exc})") from None
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Write weights and architecture, without optimizer state, atomically."""
+    clone = model.__class__.from_config(model.get_config())
+    clone.build()
+    clone.set_weights(model.get_weights())
+    with atomic_path(path, suffix=".keras") as tmp:
+        clone.save(tmp)
+
+
+def load_model(run_dir: Path) -> keras.Model:
+    from . import models  # noqa: F401  (registers the custom layers for deserialization)
+
+    path = run_dir / "model.keras"
+    if not path.is_file():
+        raise ModelError(f"{run_dir}: no model.keras; training may not have finished an epoch yet")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for damaged or foreign files
+        raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: {exc})") from None
+
+
+def load_vectorizers(run_dir: Path, level: str) -> tuple[Vectorizer, Vectorizer]:
+    try:
+        return (Vectorizer.load(level, run_dir / "vocab" / "source.txt"),
+                Vectorizer.load(level, run_dir / "vocab" / "target.txt"))
+    except Exception as exc:
+        raise ModelError(f"{run_dir}: {exc}") from None

@@ -1,0 +1,80 @@
+"""The tf.data input pipeline: encode, bucket by length, pad per batch, shift for teacher forcing.
+
+Each element is ``((source [B, S], target_in [B, T]), target_out [B, T])`` with id 0 as padding; the
+target shift (``<start> a b`` in, ``a b <end>`` out) happens here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from .vectorizers import Vectorizer
+
+
+class EncodedPairs:
+    """Id sequences for a list of pairs, stored flat: values plus row lengths."""
+
+    def __init__(self, pairs: Sequence[tuple[str, str]], source: Vectorizer, target: Vectorizer):
+        sources = [source.encode(s) for s, _ in pairs]
+        targets = [target.encode(t, start=True, end=True) for _, t in pairs]
+        self.source_lengths = np.fromiter((len(s) for s in sources), np.int64, len(sources))
+        self.target_lengths = np.fromiter((len(t) for t in targets), np.int64, len(targets))
+        self.source_values = np.fromiter((i for s in sources for i in s), np.int32,
+                                         int(self.source_lengths.sum()))
+        self.target_values = np.fromiter((i for t in targets for i in t), np.int32,
+                                         int(self.target_lengths.sum()))
+
+    def __len__(self) -> int:
+        return len(self.source_lengths)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """The bucketing length of each pair: the longer of source and target-input."""
+        return np.maximum(self.source_lengths, self.target_lengths - 1)
+
+    @property
+    def target_tokens(self) -> int:
+        """Number of predicted target tokens (the loss's denominator)."""
+        return int((self.target_lengths - 1).sum())
+
+
+def bucket_boundaries(lengths: np.ndarray, buckets: int = 10) -> list[int]:
+    """Upper length bounds so that the buckets hold about equal numbers of pairs."""
+    if len(lengths) == 0:
+        return [1]
+    quantiles = np.quantile(lengths, np.linspace(0, 1, buckets + 1)[1:-1])
+    return sorted({int(q) + 1 for q in quantiles}) or [int(lengths.max()) + 1]
+
+
+def count_batches(lengths: np.ndarray, boundaries: list[int], batch_size: int) -> int:
+    """Exactly how many batches ``make_dataset`` yields for these lengths."""
+    bucket_of = np.searchsorted(np.asarray(boundaries), lengths, side="right")
+    counts = np.bincount(bucket_of, minlength=len(boundaries) + 1)
+    return int(sum(math.ceil(c / batch_size) for c in counts))
+
+
+def make_dataset(data: EncodedPairs, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                 boundaries: list[int] | None = None) -> tf.data.Dataset:
+    """Batches of similar-length pairs, padded to the longest in each batch."""
+    source = tf.RaggedTensor.from_row_lengths(data.source_values, data.source_lengths)
+    target = tf.RaggedTensor.from_row_lengths(data.target_values, data.target_lengths)
+    # Slices of a ragged tensor come out as ragged specs; an identity map makes them plain tensors,
+    # which padded batching requires.
+    dataset = tf.data.Dataset.from_tensor_slices((source, target)).map(lambda s, t: (s, t))
+    if shuffle:
+        dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+    boundaries = boundaries or bucket_boundaries(data.lengths)
+    dataset = dataset.bucket_by_sequence_length(
+        lambda s, t: tf.maximum(tf.shape(s)[0], tf.shape(t)[0] - 1),
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+    )
+    dataset = dataset.map(lambda s, t: ((s, t[:, :-1]), t[:, 1:]), num_parallel_calls=tf.data.AUTOTUNE)
+    # The batch count is known exactly; telling tf.data lets Keras size its progress and epochs.
+    batches = count_batches(data.lengths, boundaries, batch_size)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    return dataset.prefetch(tf.data.AUTOTUNE)

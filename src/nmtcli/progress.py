@@ -1,0 +1,76 @@
+"""Training progress on stderr with rich: a bar during each epoch, then one summary line per epoch."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class RichProgress(keras.callbacks.Callback):
+    """The bar is drawn only on a terminal; the per-epoch lines always go to the console."""
+
+    def __init__(self, console: Console | None = None):
+        super().__init__()
+        self.console = console or Console(stderr=True)
+        self.steps: int | None = None
+        self.epochs = 0
+        self._progress: Progress | None = None
+        self._task = None
+        self._started = 0.0
+
+    def set_steps(self, steps: int, epochs: int) -> None:
+        self.steps, self.epochs = steps, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+        if not self.console.is_terminal:
+            return
+        self._progress = Progress(
+            TextColumn(f"epoch {epoch + 1}/{self.epochs}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=self.steps, loss="-")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._progress is not None:
+            loss = (logs or {}).get("loss")
+            self._progress.update(self._task, completed=batch + 1,
+                                  loss=f"{float(loss):.4f}" if loss is not None else "-")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._stop_bar()
+        logs = logs or {}
+        parts = [f"epoch {epoch + 1}/{self.epochs}"]
+        for key in ("loss", "val_loss"):
+            if key in logs:
+                value = float(logs[key])
+                prefix = "val_" if key == "val_loss" else ""
+                parts += [f"{key} {value:.4f}", f"{prefix}ppl {math.exp(min(value, 700.0)):.2f}"]
+        parts.append(f"{time.perf_counter() - self._started:.1f}s")
+        self.console.print("  ".join(parts), highlight=False)
+
+    def on_train_end(self, logs=None):
+        self._stop_bar()
+
+    def _stop_bar(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -1,0 +1,43 @@
+"""Importing TensorFlow without the C++ start-up chatter on stderr.
+
+TensorFlow prints notices (oneDNN, missing CUDA drivers) from C++ before its logging is set up, so no
+environment variable silences them. The command line imports TensorFlow through :func:`quiet_import`,
+which sends file descriptor 2 to /dev/null for the duration of the import and device discovery.
+Set ``NMT_DEBUG=1`` to see everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    if os.environ.get("NMT_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def quiet_import() -> None:
+    """Import TensorFlow and Keras and discover devices, with C++ notices silenced."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules and "keras" in sys.modules:
+        return
+    with _stderr_silenced():
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()

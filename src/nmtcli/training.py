@@ -1,0 +1,244 @@
+"""Fitting a seq2seq model: data, loss, optimizer, checkpoints, early stopping, resume.
+
+A run folder is written as training goes (see ``model_folder``). Keras' ``BackupAndRestore`` keeps
+the weights and optimizer state of the last finished epoch in ``RUN/backup``, so running the same
+command again after an interruption continues from there. ``RunCheckpoint`` keeps the history, the
+best model and the early-stopping count on disk, so they survive the interruption too.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from .config import ModelConfig, TrainConfig
+from .corpus import PreparedData
+from .errors import ConfigError, ModelError
+from .files import atomic_write_json, atomic_write_text, read_json
+from .model_folder import copy_data_files, load_vectorizers, read_config, save_model, write_config
+from .models import build_model
+from .pipeline import EncodedPairs, bucket_boundaries, count_batches, make_dataset
+from .vectorizers import PAD_ID
+from .workspace import Workspace, run_status
+
+HISTORY_FIELDS = ("epoch", "loss", "perplexity", "val_loss", "val_perplexity", "learning_rate", "seconds")
+
+
+def masked_loss() -> keras.losses.Loss:
+    """Cross-entropy on logits, ignoring padding and averaged over real target tokens."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD_ID)
+
+
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    options: dict[str, Any] = {"learning_rate": config.learning_rate}
+    if config.clipnorm is not None:
+        options["clipnorm"] = config.clipnorm
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(**options)
+    return keras.optimizers.Adam(**options)
+
+
+def _perplexity(loss: float | None) -> float | None:
+    if loss is None or not math.isfinite(loss):
+        return None
+    return math.exp(min(loss, 700.0))
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Per epoch: append to the history, save the model if it is the best so far, stop early.
+
+    Everything is derived from ``history.json`` on disk, so a resumed run carries on exactly.
+    ``patience`` 0 disables early stopping.
+    """
+
+    def __init__(self, run_dir: Path, monitor: str, patience: int):
+        super().__init__()
+        self.run_dir = run_dir
+        self.monitor = monitor
+        self.patience = patience
+        self.history: list[dict[str, Any]] = []
+        self._epoch_start = 0.0
+
+    def on_train_begin(self, logs=None):
+        path = self.run_dir / "history.json"
+        self.history = read_json(path) if path.is_file() else []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # After a resume, epochs from `epoch` on are run again: forget what they logged before.
+        self.history = [row for row in self.history if row["epoch"] <= epoch]
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        loss, val_loss = logs.get("loss"), logs.get("val_loss")
+        row = {
+            "epoch": epoch + 1,
+            "loss": _float(loss),
+            "perplexity": _perplexity(loss),
+            "val_loss": _float(val_loss),
+            "val_perplexity": _perplexity(val_loss),
+            "learning_rate": _float(self.model.optimizer.learning_rate),
+            "seconds": round(time.perf_counter() - self._epoch_start, 3),
+        }
+        self.history.append(row)
+        best = self.best_epoch()
+        if best == row["epoch"]:
+            save_model(self.model, self.run_dir / "model.keras")
+        write_history(self.run_dir, self.history)
+        if self.patience and row["epoch"] - best >= self.patience:
+            self.model.stop_training = True
+
+    def best_epoch(self) -> int:
+        scored = [r for r in self.history if r.get(self.monitor) is not None]
+        if not scored:
+            return self.history[-1]["epoch"]
+        return min(scored, key=lambda r: (r[self.monitor], r["epoch"]))["epoch"]
+
+
+def _float(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(keras.ops.convert_to_numpy(value))
+    return value if math.isfinite(value) else None
+
+
+def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    atomic_write_json(run_dir / "history.json", history)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(run_dir / "history.csv", buffer.getvalue())
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    resumed_from_epoch: int
+    history: list[dict[str, Any]]
+    best_epoch: int
+    parameters: int
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return next(row for row in self.history if row["epoch"] == self.best_epoch)
+
+
+def _find_interrupted(workspace: Workspace, settings: dict[str, Any] | None) -> Path | None:
+    """The newest unfinished run, restricted to those with exactly these settings if given."""
+    for run in reversed(workspace.runs()):
+        if run_status(run) != "running":
+            continue
+        if settings is None:
+            return run
+        saved = read_json(run / "config.json")
+        if {k: saved.get(k) for k in settings} == settings:
+            return run
+    return None
+
+
+def train(model_config: ModelConfig, train_config: TrainConfig, *,
+          data_dir: str | os.PathLike | None = None, workspace: Workspace | None = None,
+          run_dir: str | os.PathLike | None = None, resume: bool | None = None,
+          callbacks: list[keras.callbacks.Callback] | None = None) -> TrainResult:
+    """Train a model on a prepared data folder and write a run folder.
+
+    ``resume``: None resumes an interrupted run with identical settings if there is one, else starts a
+    new run; True resumes the newest interrupted run (its own settings win; an error if there is
+    none); False always starts a new run. ``callbacks`` are extra Keras callbacks (progress display).
+    """
+    workspace = workspace or Workspace()
+    data_dir = Path(data_dir) if data_dir else workspace.data_dir
+    data = PreparedData.load(data_dir)
+    level = model_config.level
+
+    source_vectorizer = data.vectorizer("source", level)
+    target_vectorizer = data.vectorizer("target", level)
+    model_config = replace(
+        model_config,
+        source_vocab_size=len(source_vectorizer),
+        target_vocab_size=len(target_vectorizer),
+        max_target_length=data.max_length("target", level),
+    )
+    settings = {"model": model_config.to_dict(), "training": train_config.to_dict(),
+                "data": str(data_dir.resolve())}
+
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        resuming = run_status(run_dir) == "running" and resume is not False
+        if not resuming:
+            if run_dir.exists() and any(run_dir.iterdir()):
+                raise ConfigError(f"{run_dir}: output folder exists and is not empty; choose another --output")
+            run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        found = None if resume is False else _find_interrupted(workspace, None if resume else settings)
+        if resume and found is None:
+            raise ModelError(f"no interrupted run to resume in {workspace.runs_dir}")
+        resuming = found is not None
+        run_dir = found or workspace.new_run_dir(f"{model_config.arch}-{level}")
+
+    if resuming:
+        saved = read_config(run_dir)
+        model_config, train_config = saved["model"], saved["training"]
+        if saved.get("data") != str(data_dir.resolve()):
+            data_dir = Path(saved["data"])
+            data = PreparedData.load(data_dir)
+    else:
+        write_config(run_dir, model_config, train_config, data_dir)
+        copy_data_files(run_dir, data_dir, level)
+    atomic_write_json(run_dir / "state.json", {"status": "running"})
+    source_vectorizer, target_vectorizer = load_vectorizers(run_dir, model_config.level)
+
+    keras.utils.set_random_seed(train_config.seed)
+    train_pairs = EncodedPairs(data.pairs("train"), source_vectorizer, target_vectorizer)
+    valid_pairs = EncodedPairs(data.pairs("valid"), source_vectorizer, target_vectorizer)
+    boundaries = bucket_boundaries(train_pairs.lengths)
+    train_set = make_dataset(train_pairs, train_config.batch_size, shuffle=True,
+                             seed=train_config.seed, boundaries=boundaries)
+    valid_set = (make_dataset(valid_pairs, train_config.batch_size, boundaries=boundaries)
+                 if len(valid_pairs) else None)
+
+    model = build_model(model_config)
+    model.build()
+    model.compile(optimizer=make_optimizer(train_config), loss=masked_loss(),
+                  jit_compile=train_config.jit_compile)
+
+    monitor = "val_loss" if valid_set is not None else "loss"
+    checkpoint = RunCheckpoint(run_dir, monitor, train_config.patience)
+    backup = keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True)
+    steps = count_batches(train_pairs.lengths, boundaries, train_config.batch_size)
+    for callback in callbacks or []:
+        if hasattr(callback, "set_steps"):
+            callback.set_steps(steps, train_config.epochs)
+
+    started = _resume_epoch(run_dir)
+    # Order matters: the history is written before the backup marks the epoch done.
+    model.fit(train_set, validation_data=valid_set, epochs=train_config.epochs, verbose=0, shuffle=False,
+              callbacks=[checkpoint, backup, *(callbacks or [])])
+
+    if not (run_dir / "model.keras").is_file():
+        save_model(model, run_dir / "model.keras")
+    shutil.rmtree(run_dir / "backup", ignore_errors=True)
+    atomic_write_json(run_dir / "state.json", {"status": "complete"})
+    if run_dir.parent.resolve() == workspace.runs_dir.resolve():
+        workspace.set_latest(run_dir)
+    return TrainResult(run_dir=run_dir, resumed_from_epoch=started, history=checkpoint.history,
+                       best_epoch=checkpoint.best_epoch() if checkpoint.history else 0,
+                       parameters=model.count_params())
+
+
+def _resume_epoch(run_dir: Path) -> int:
+    """How many epochs the backup says are done (0 for a fresh run)."""
+    try:
+        return int(read_json(run_dir / "backup" / "training_metadata.json")["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0

@@ -1,0 +1,100 @@
+"""The library entry point: load a model folder and translate lists of strings.
+
+::
+
+    translator = Translator.load("nmt-workspace/runs/20261121-101500-gru-attention-word")
+    translator.translate(["Go.", "I am hungry."])
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from .config import ModelConfig
+from .corpus import normalize
+from .decoding import greedy_search
+from .errors import ConfigError, ModelError
+from .files import read_json
+from .model_folder import load_model, load_vectorizers, read_config
+from .vectorizers import Vectorizer
+
+
+class Translator:
+    def __init__(self, model: Any, source: Vectorizer, target: Vectorizer, config: ModelConfig,
+                 lowercase: bool = False, run_dir: Path | None = None):
+        self.model = model
+        self.source = source
+        self.target = target
+        self.config = config
+        self.lowercase = lowercase
+        self.run_dir = run_dir
+        self._decode = tf.function(
+            self._greedy_batch,
+            input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32)],
+        )
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike) -> Translator:
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise ModelError(f"{run_dir}: model folder not found")
+        config = read_config(run_dir)
+        model_config: ModelConfig = config["model"]
+        source, target = load_vectorizers(run_dir, model_config.level)
+        if (len(source), len(target)) != (model_config.source_vocab_size, model_config.target_vocab_size):
+            raise ModelError(f"{run_dir}: vocabulary files do not match the model "
+                             f"({len(source)}/{len(target)} tokens, model expects "
+                             f"{model_config.source_vocab_size}/{model_config.target_vocab_size})")
+        model = load_model(run_dir)
+        lowercase = False
+        manifest = run_dir / "data-manifest.json"
+        if manifest.is_file():
+            lowercase = bool(read_json(manifest).get("settings", {}).get("lowercase", False))
+        return cls(model, source, target, model_config, lowercase=lowercase, run_dir=run_dir)
+
+    def _greedy_batch(self, source: tf.Tensor, max_length: tf.Tensor) -> tf.Tensor:
+        memory = self.model.encode(source, training=False)
+        state = self.model.initial_state(memory)
+
+        def next_fn(tokens, state):
+            return self.model.next(tokens, state, memory)
+
+        return greedy_search(next_fn, state, tf.shape(source)[0], max_length)
+
+    def default_max_length(self, source_length: int) -> int:
+        """Decode at most twice the source length plus 10, within twice the longest training target."""
+        cap = max(16, 2 * self.config.max_target_length)
+        return min(cap, 2 * source_length + 10)
+
+    def translate_ids(self, sources: Sequence[Sequence[int]], max_length: int | None = None) -> list[list[int]]:
+        """Greedy-decode one padded batch of source id sequences; returns target ids without specials."""
+        width = max(len(ids) for ids in sources)
+        batch = np.zeros((len(sources), width), np.int32)
+        for row, ids in enumerate(sources):
+            batch[row, : len(ids)] = ids
+        steps = max_length if max_length is not None else self.default_max_length(width)
+        return self._decode(tf.constant(batch), tf.constant(steps, tf.int32)).numpy().tolist()
+
+    def translate(self, lines: Iterable[str], batch_size: int = 64, max_length: int | None = None) -> list[str]:
+        """One translation per input line, in order. Empty or blank lines translate to ``""``."""
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1; got {batch_size}")
+        if max_length is not None and max_length < 1:
+            raise ConfigError(f"max_length must be an integer >= 1; got {max_length}")
+        texts = [normalize(line, self.lowercase) for line in lines]
+        encoded = [self.source.encode(text) for text in texts]
+        outputs = [""] * len(texts)
+        # Sort by length so that each batch pads little; restore the order at the end.
+        order = sorted((i for i, ids in enumerate(encoded) if ids), key=lambda i: len(encoded[i]))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            decoded = self.translate_ids([encoded[i] for i in chunk], max_length)
+            for i, ids in zip(chunk, decoded):
+                outputs[i] = self.target.decode(ids)
+        return outputs
