@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from . import __version__
 from .config import PrepareConfig
@@ -70,14 +70,18 @@ def _decode(raw: bytes, encoding: str, where: str) -> str:
         raise CorpusError(f"unknown encoding {encoding!r}") from None
 
 
+def read_lines(stream: BinaryIO, name: str, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """Numbered, decoded lines of a binary stream without line endings (LF or CRLF); no BOM."""
+    for number, raw in enumerate(stream, 1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        text = _decode(raw, encoding, f"{name}:{number}")
+        yield number, text.rstrip("\n").rstrip("\r")
+
+
 def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
-    """Decoded lines without their line ending (LF or CRLF); a leading BOM is dropped."""
     with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            text = _decode(raw, encoding, f"{path}:{number}")
-            yield number, text.rstrip("\n").rstrip("\r")
+        yield from read_lines(handle, str(path), encoding)
 
 
 def detect_format(path: Path, target_path: Path | None) -> str:

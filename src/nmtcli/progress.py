@@ -23,21 +23,16 @@ class RichProgress(keras.callbacks.Callback):
     def __init__(self, console: Console | None = None):
         super().__init__()
         self.console = console or Console(stderr=True)
-        self.steps: int | None = None
-        self.epochs = 0
         self._progress: Progress | None = None
         self._task = None
         self._started = 0.0
-
-    def set_steps(self, steps: int, epochs: int) -> None:
-        self.steps, self.epochs = steps, epochs
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
         if not self.console.is_terminal:
             return
         self._progress = Progress(
-            TextColumn(f"epoch {epoch + 1}/{self.epochs}"),
+            TextColumn(f"epoch {epoch + 1}/{self.params.get('epochs')}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
@@ -47,7 +42,7 @@ class RichProgress(keras.callbacks.Callback):
             transient=True,
         )
         self._progress.start()
-        self._task = self._progress.add_task("train", total=self.steps, loss="-")
+        self._task = self._progress.add_task("train", total=self.params.get("steps"), loss="-")
 
     def on_train_batch_end(self, batch, logs=None):
         if self._progress is not None:
@@ -58,7 +53,7 @@ class RichProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self._stop_bar()
         logs = logs or {}
-        parts = [f"epoch {epoch + 1}/{self.epochs}"]
+        parts = [f"epoch {epoch + 1}/{self.params.get('epochs')}"]
         for key in ("loss", "val_loss"):
             if key in logs:
                 value = float(logs[key])

@@ -33,7 +33,9 @@ def _stderr_silenced() -> Iterator[None]:
 
 def quiet_import() -> None:
     """Import TensorFlow and Keras and discover devices, with C++ notices silenced."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not os.environ.get("NMT_DEBUG"):
+        # Level 3 also hides oneDNN's run-time "E" notices about boolean ops, which are not errors.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" in sys.modules and "keras" in sys.modules:
         return
     with _stderr_silenced():

@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -149,12 +150,14 @@ def _find_interrupted(workspace: Workspace, settings: dict[str, Any] | None) -> 
 def train(model_config: ModelConfig, train_config: TrainConfig, *,
           data_dir: str | os.PathLike | None = None, workspace: Workspace | None = None,
           run_dir: str | os.PathLike | None = None, resume: bool | None = None,
-          callbacks: list[keras.callbacks.Callback] | None = None) -> TrainResult:
+          callbacks: list[keras.callbacks.Callback] | None = None,
+          log: Callable[[str], None] = lambda message: None) -> TrainResult:
     """Train a model on a prepared data folder and write a run folder.
 
     ``resume``: None resumes an interrupted run with identical settings if there is one, else starts a
     new run; True resumes the newest interrupted run (its own settings win; an error if there is
-    none); False always starts a new run. ``callbacks`` are extra Keras callbacks (progress display).
+    none); False always starts a new run. ``callbacks`` are extra Keras callbacks (progress display);
+    ``log`` receives one-line notices (which run folder, resumed or not).
     """
     workspace = workspace or Workspace()
     data_dir = Path(data_dir) if data_dir else workspace.data_dir
@@ -215,12 +218,11 @@ def train(model_config: ModelConfig, train_config: TrainConfig, *,
     monitor = "val_loss" if valid_set is not None else "loss"
     checkpoint = RunCheckpoint(run_dir, monitor, train_config.patience)
     backup = keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True)
-    steps = count_batches(train_pairs.lengths, boundaries, train_config.batch_size)
-    for callback in callbacks or []:
-        if hasattr(callback, "set_steps"):
-            callback.set_steps(steps, train_config.epochs)
-
     started = _resume_epoch(run_dir)
+    log(f"{'resuming' if resuming else 'training'} {model_config.arch} {level}-level model "
+        f"({model.count_params():,} parameters) on {len(train_pairs):,} pairs, "
+        f"{count_batches(train_pairs.lengths, boundaries, train_config.batch_size):,} batches per epoch"
+        + (f", from epoch {started + 1}" if resuming else "") + f" -> {run_dir}")
     # Order matters: the history is written before the backup marks the epoch done.
     model.fit(train_set, validation_data=valid_set, epochs=train_config.epochs, verbose=0, shuffle=False,
               callbacks=[checkpoint, backup, *(callbacks or [])])

@@ -1,0 +1,470 @@
+"""The `nmt` command: a thin layer that parses options, calls the library and prints.
+
+Results go to stdout, progress and diagnostics to stderr. Library errors (``NmtError``) become one
+line on stderr and exit code 1 in one place, ``NmtGroup.invoke``; ``NMT_DEBUG=1`` shows the traceback.
+TensorFlow is imported only inside the commands that need it, so ``nmt --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from . import __version__
+from .errors import NmtError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> None:
+    typer.echo(f"nmt: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+class NmtGroup(TyperGroup):
+    """Maps the project's errors to one line on stderr and a non-zero exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except NmtError as exc:
+            if os.environ.get("NMT_DEBUG"):
+                raise
+            _fail(str(exc))
+        except OSError as exc:
+            if os.environ.get("NMT_DEBUG"):
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"{where}{exc.strerror or exc}")
+        except KeyboardInterrupt:
+            typer.echo("nmt: interrupted", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+app = typer.Typer(
+    cls=NmtGroup,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train and run neural machine translation models on your own parallel corpus.\n\n"
+    "Quick start: nmt prepare spa.txt && nmt train && nmt evaluate && echo 'Go.' | nmt translate",
+)
+
+# Options shared by several commands, declared once.
+WorkspaceOpt = Annotated[
+    Optional[Path],
+    typer.Option("--workspace", "-w", help="Workspace folder [default: $NMT_WORKSPACE or ./nmt-workspace].",
+                 show_default=False),
+]
+ModelOpt = Annotated[
+    Optional[Path],
+    typer.Option("--model", "-m", help="Run folder from `nmt train` [default: the workspace's latest].",
+                 show_default=False),
+]
+DataOpt = Annotated[
+    Optional[Path],
+    typer.Option("--data", "-d", help="Prepared data folder [default: WORKSPACE/data].", show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Sentences per decoding batch.")]
+MaxLengthOpt = Annotated[
+    Optional[int],
+    typer.Option("--max-length", help="Most tokens to generate per sentence [default: 2 x source + 10].",
+                 show_default=False),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"nmtcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """Train and run neural machine translation models on your own parallel corpus."""
+
+
+def _workspace(path: Path | None):
+    from .workspace import Workspace
+
+    return Workspace(path)
+
+
+def _stdout_console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _load_tensorflow() -> None:
+    from .runtime import quiet_import
+
+    quiet_import()
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def prepare(
+    corpus: Annotated[Path, typer.Argument(
+        help="Corpus: anki/Tatoeba TSV (spa.txt), CSV with a header, or the source file of an aligned pair.",
+        show_default=False)],
+    target_file: Annotated[Optional[Path], typer.Argument(
+        help="Target file, when CORPUS and it are aligned plain-text files.", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Data folder to write [default: WORKSPACE/data].", show_default=False)] = None,
+    workspace: WorkspaceOpt = None,
+    format: Annotated[str, typer.Option(help="auto | tsv | csv | aligned.")] = "auto",
+    source_column: Annotated[Optional[str], typer.Option(
+        help="Source column: header name (CSV) or number counting from 1 [default: 1].",
+        show_default=False)] = None,
+    target_column: Annotated[Optional[str], typer.Option(
+        help="Target column: header name (CSV) or number counting from 1 [default: 2].",
+        show_default=False)] = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding of the corpus.")] = "utf-8",
+    on_bad_line: Annotated[str, typer.Option(help="Malformed lines: error | warn | skip.")] = "error",
+    limit: Annotated[Optional[int], typer.Option(help="Read only the first N pairs.", show_default=False)] = None,
+    reverse: Annotated[bool, typer.Option(help="Swap the direction: translate column 2 into column 1.")] = False,
+    lowercase: Annotated[bool, typer.Option(help="Lower-case both sides.")] = False,
+    min_words: Annotated[int, typer.Option(help="Drop pairs with a side shorter than this (words).")] = 1,
+    max_words: Annotated[int, typer.Option(help="Drop pairs with a side longer than this (words).")] = 50,
+    max_chars: Annotated[int, typer.Option(help="Drop pairs with a side longer than this (characters).")] = 300,
+    dedupe: Annotated[bool, typer.Option(help="Drop exact duplicate pairs.")] = True,
+    valid_size: Annotated[float, typer.Option(
+        help="Validation share of source sentences: a fraction below 1, or a count.")] = 0.05,
+    test_size: Annotated[float, typer.Option(
+        help="Test share of source sentences: a fraction below 1, or a count.")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed of the shuffled split.")] = 1234,
+    max_vocab: Annotated[int, typer.Option(help="Largest vocabulary per side and level, specials included; 0 = no limit.")] = 30000,
+    min_count: Annotated[int, typer.Option(help="Keep tokens seen at least this often in training data.")] = 1,
+    json_output: JsonOpt = False,
+) -> None:
+    """Read a parallel corpus, clean it, split train/valid/test and build word and char vocabularies."""
+    from .config import PrepareConfig
+    from .corpus import prepare as prepare_corpus
+
+    config = PrepareConfig(
+        format=format, source_column=source_column, target_column=target_column, encoding=encoding,
+        on_bad_line=on_bad_line, limit=limit, reverse=reverse, lowercase=lowercase, min_words=min_words,
+        max_words=max_words, max_chars=max_chars, dedupe=dedupe, valid_size=valid_size,
+        test_size=test_size, seed=seed, max_vocab=max_vocab or None, min_count=min_count,
+    )
+    output = output or _workspace(workspace).data_dir
+    manifest = prepare_corpus(corpus, output, config, target_path=target_file,
+                              warn=lambda message: typer.echo(message, err=True))
+    if json_output:
+        _print_json({"output": str(output), **manifest})
+        return
+    _print_prepare_summary(manifest, output)
+
+
+def _print_prepare_summary(manifest: dict[str, Any], output: Path) -> None:
+    from rich.table import Table
+
+    counts, dropped = manifest["counts"], manifest["dropped"]
+    table = Table(title=f"Prepared {Path(manifest['corpus']['path']).name} -> {output}", title_justify="left")
+    table.add_column("", style="bold")
+    table.add_column("value", justify="right")
+    table.add_row("pairs read", f"{counts['read']:,}")
+    table.add_row("pairs kept", f"{counts['kept']:,}")
+    for reason, count in dropped.items():
+        if count:
+            table.add_row(f"  dropped: {reason.replace('_', ' ')}", f"{count:,}")
+    for split in ("train", "valid", "test"):
+        table.add_row(f"{split} pairs (sources)", f"{counts[split]:,} ({counts[split + '_sources']:,})")
+    for level in ("word", "char"):
+        sizes = manifest["vocab_size"][level]
+        unk = manifest["unk_rate"][level]["valid"]
+        table.add_row(f"{level} vocab source / target", f"{sizes['source']:,} / {sizes['target']:,}")
+        table.add_row(f"{level} unknown rate on valid",
+                      f"{unk['source']:.2%} / {unk['target']:.2%}")
+    _stdout_console().print(table)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    data: DataOpt = None,
+    workspace: WorkspaceOpt = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Run folder to write [default: a new folder in WORKSPACE/runs].",
+        show_default=False)] = None,
+    arch: Annotated[str, typer.Option(help="lstm | gru-attention.")] = "gru-attention",
+    level: Annotated[str, typer.Option(help="word | char.")] = "word",
+    epochs: Annotated[int, typer.Option(help="Most epochs to train.")] = 10,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Sentence pairs per batch.")] = 64,
+    embedding_dim: Annotated[int, typer.Option(help="Embedding size.")] = 256,
+    units: Annotated[int, typer.Option(help="Recurrent units (per direction in the encoder).")] = 512,
+    dropout: Annotated[float, typer.Option(help="Dropout on embeddings and outputs.")] = 0.1,
+    optimizer: Annotated[str, typer.Option(help="adam | rmsprop.")] = "adam",
+    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    clipnorm: Annotated[float, typer.Option(help="Gradient norm clipping; 0 = off.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 1234,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation loss; 0 = never.")] = 3,
+    jit_compile: Annotated[bool, typer.Option(help="Compile the training step with XLA.")] = False,
+    resume: Annotated[Optional[bool], typer.Option(
+        "--resume/--no-resume",
+        help="Resume the newest interrupted run / always start anew [default: resume an interrupted "
+        "run with the same settings].", show_default=False)] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Train a seq2seq model (LSTM, or GRU with attention) on the prepared data."""
+    from .config import ModelConfig, TrainConfig
+
+    model_config = ModelConfig(arch=arch, level=level, embedding_dim=embedding_dim, units=units,
+                               dropout=dropout)
+    train_config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                               learning_rate=learning_rate, clipnorm=clipnorm or None, seed=seed,
+                               patience=patience, jit_compile=jit_compile)
+    _load_tensorflow()
+    from rich.console import Console
+
+    from .progress import RichProgress
+    from .training import train as train_model
+
+    stderr = Console(stderr=True, highlight=False)
+    result = train_model(model_config, train_config, data_dir=data, workspace=_workspace(workspace),
+                         run_dir=output, resume=resume, callbacks=[RichProgress(stderr)],
+                         log=stderr.print)
+    summary = {
+        "run": str(result.run_dir),
+        "parameters": result.parameters,
+        "epochs": len(result.history),
+        "best_epoch": result.best_epoch,
+        "best": result.best if result.history else None,
+        "train_seconds": round(sum(row["seconds"] for row in result.history), 1),
+    }
+    if json_output:
+        _print_json(summary)
+        return
+    best = summary["best"] or {}
+    line = f"model saved to {result.run_dir} (best epoch {result.best_epoch}"
+    if best.get("val_loss") is not None:
+        line += f", val_loss {best['val_loss']:.4f}, val_ppl {best['val_perplexity']:.2f}"
+    typer.echo(line + ")")
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _read_text_lines(path: Path, what: str) -> list[str]:
+    from .corpus import read_lines
+    from .errors import CorpusError
+
+    if not path.is_file():
+        raise CorpusError(f"{path}: {what} file not found" if not path.exists() else f"{path}: not a file")
+    with open(path, "rb") as handle:
+        return [line for _, line in read_lines(handle, str(path))]
+
+
+@app.command()
+def evaluate(
+    model: ModelOpt = None,
+    workspace: WorkspaceOpt = None,
+    data: DataOpt = None,
+    split: Annotated[str, typer.Option(help="Split of the prepared data to score: test | valid.")] = "test",
+    source: Annotated[Optional[Path], typer.Option(
+        help="Score this source file instead of a split (one sentence per line).", show_default=False)] = None,
+    reference: Annotated[Optional[list[Path]], typer.Option(
+        help="Reference translations of --source, line-aligned; repeat for several references.",
+        show_default=False)] = None,
+    bleu: Annotated[bool, typer.Option("--bleu", help="Report BLEU.")] = False,
+    chrf: Annotated[bool, typer.Option("--chrf", help="Report chrF.")] = False,
+    ter: Annotated[bool, typer.Option("--ter", help="Report TER.")] = False,
+    batch_size: BatchOpt = 64,
+    max_length: MaxLengthOpt = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write the hypotheses to this file.", show_default=False)] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Score a model with sacrebleu (BLEU, chrF, TER) and perplexity; default metrics BLEU and chrF."""
+    from .errors import ConfigError
+
+    metrics = [name for name, chosen in (("bleu", bleu), ("chrf", chrf), ("ter", ter)) if chosen]
+    metrics = metrics or ["bleu", "chrf"]
+    if split not in ("test", "valid", "train"):
+        raise ConfigError(f"--split must be test, valid or train; got {split!r}")
+    if (source is None) != (not reference):
+        raise ConfigError("--source and --reference go together")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1; got {batch_size}")
+
+    _load_tensorflow()
+    from .workspace import resolve_model_dir
+
+    ws = _workspace(workspace)
+    run_dir = resolve_model_dir(model, ws)
+    if source is not None:
+        sources = _read_text_lines(source, "source")
+        columns = [_read_text_lines(path, "reference") for path in reference or []]
+        for path, lines in zip(reference or [], columns):
+            if len(lines) != len(sources):
+                raise ConfigError(f"{path} has {len(lines)} lines but {source} has {len(sources)}")
+        references = [list(refs) for refs in zip(*columns)]
+        scored = str(source)
+    else:
+        sources, references, scored = _split_references(run_dir, data, ws, split)
+
+    from .evaluation import evaluate as evaluate_model
+    from .files import atomic_write_text
+    from .translator import Translator
+
+    translator = Translator.load(run_dir)
+    result = evaluate_model(translator, sources, references, metrics, batch_size=batch_size,
+                            max_length=max_length, model_name=run_dir.name)
+    if output is not None:
+        atomic_write_text(output, "".join(h + "\n" for h in result.hypotheses))
+    if json_output:
+        _print_json({"data": scored, **result.to_dict()})
+        return
+    _print_scores(result, scored)
+
+
+def _split_references(run_dir: Path, data: Path | None, ws, split: str):
+    from .corpus import PreparedData, group_references
+    from .errors import DataError
+    from .files import read_json
+    from .model_folder import read_config
+
+    if data is None:
+        trained_on = Path(read_config(run_dir).get("data", ""))
+        data = trained_on if (trained_on / "manifest.json").is_file() else ws.data_dir
+    prepared = PreparedData.load(data)
+    model_manifest = run_dir / "data-manifest.json"
+    if model_manifest.is_file():
+        trained = read_json(model_manifest)
+        if (trained.get("corpus"), trained.get("settings")) != (prepared.manifest.get("corpus"),
+                                                                 prepared.manifest.get("settings")):
+            raise DataError(f"{data} was prepared from other data or settings than {run_dir} was "
+                            "trained on, so its test split may overlap training; pass --source/--reference")
+    sources, references = group_references(prepared.pairs(split))
+    return sources, references, f"{data}/{split}.tsv"
+
+
+def _print_scores(result, scored: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result.model} on {scored}: {result.sentences:,} sentences, "
+                  f"{result.references:,} references", title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("multi-reference", justify="right")
+    table.add_column("first reference", justify="right")
+    for name, value in result.scores.items():
+        table.add_row(name.upper() if name != "chrf" else "chrF", f"{value:.2f}",
+                      f"{result.single_reference_scores[name]:.2f}")
+    if result.perplexity is not None:
+        table.add_row("perplexity", f"{result.perplexity:.2f}", "")
+    console = _stdout_console()
+    console.print(table)
+    for name, signature in result.signatures.items():
+        console.print(f"{name}: {signature}")
+    console.print(f"nmtcli: {result.signature()}")
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def translate(
+    sentences: Annotated[Optional[list[str]], typer.Argument(
+        help="Sentences to translate [default: lines from --input or stdin].", show_default=False)] = None,
+    input: Annotated[Optional[Path], typer.Option(
+        "--input", "-i", help="Read sentences from this file, one per line.", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write translations to this file [default: stdout].", show_default=False)] = None,
+    model: ModelOpt = None,
+    workspace: WorkspaceOpt = None,
+    batch_size: BatchOpt = 64,
+    max_length: MaxLengthOpt = None,
+) -> None:
+    """Translate sentences with greedy decoding: exactly one output line per input line."""
+    from .errors import ConfigError
+
+    if sentences and input is not None:
+        raise ConfigError("give sentences as arguments or with --input, not both")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1; got {batch_size}")
+    if max_length is not None and max_length < 1:
+        raise ConfigError(f"--max-length must be >= 1; got {max_length}")
+    if input is not None and not input.is_file():
+        raise ConfigError(f"{input}: input file not found" if not input.exists() else f"{input}: not a file")
+    _load_tensorflow()
+    from .translator import Translator
+
+    run_dir = _resolve_model(model, workspace)
+
+    translator = Translator.load(run_dir)
+    chunks = _input_chunks(sentences, input, chunk=1024)
+    if output is None:
+        for chunk in chunks:
+            for line in translator.translate(chunk, batch_size=batch_size, max_length=max_length):
+                sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        return
+    from .files import atomic_open
+
+    with atomic_open(output) as handle:
+        for chunk in chunks:
+            handle.writelines(line + "\n" for line in translator.translate(
+                chunk, batch_size=batch_size, max_length=max_length))
+
+
+def _resolve_model(model: Path | None, workspace: Path | None) -> Path:
+    from .workspace import resolve_model_dir
+
+    return resolve_model_dir(model, _workspace(workspace))
+
+
+def _input_chunks(sentences: list[str] | None, path: Path | None, chunk: int):
+    """Lists of input lines: all arguments at once, or a file/stdin streamed in chunks.
+
+    An interactive stdin is answered line by line.
+    """
+    from .corpus import read_lines
+
+    if sentences:
+        yield list(sentences)
+        return
+    if path is not None:
+        handle, name = open(path, "rb"), str(path)
+    else:
+        handle, name = sys.stdin.buffer, "<stdin>"
+        if sys.stdin.isatty():
+            chunk = 1
+    try:
+        batch: list[str] = []
+        for _, line in read_lines(handle, name):
+            batch.append(line)
+            if len(batch) >= chunk:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+    finally:
+        if path is not None:
+            handle.close()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
