@@ -1,0 +1,164 @@
+"""Validation and serialisation of PrepareConfig, ModelConfig and TrainConfig."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nmtcli.config import ModelConfig, PrepareConfig, TrainConfig
+from nmtcli.errors import ConfigError, NmtError
+
+CONFIGS = (PrepareConfig, ModelConfig, TrainConfig)
+
+
+@pytest.mark.parametrize("cls", CONFIGS)
+def test_defaults_are_valid(cls) -> None:
+    cls()
+
+
+def test_config_error_is_an_nmt_error_and_a_value_error() -> None:
+    with pytest.raises(NmtError):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError):
+        TrainConfig(epochs=0)
+
+
+# (config class, keyword arguments, field the message must name)
+INVALID = [
+    (PrepareConfig, {"format": "xml"}, "format"),
+    (PrepareConfig, {"on_bad_line": "ignore"}, "on_bad_line"),
+    (PrepareConfig, {"limit": 0}, "limit"),
+    (PrepareConfig, {"limit": True}, "limit"),
+    (PrepareConfig, {"min_words": 0}, "min_words"),
+    (PrepareConfig, {"min_words": 5, "max_words": 3}, "max_words"),
+    (PrepareConfig, {"max_words": 2.5}, "max_words"),
+    (PrepareConfig, {"max_chars": 0}, "max_chars"),
+    (PrepareConfig, {"valid_size": -0.1}, "valid_size"),
+    (PrepareConfig, {"valid_size": "0.1"}, "valid_size"),
+    (PrepareConfig, {"test_size": 1.5}, "test_size"),
+    (PrepareConfig, {"test_size": -1}, "test_size"),
+    (PrepareConfig, {"valid_size": 0.5, "test_size": 0.5}, "valid_size + test_size"),
+    (PrepareConfig, {"max_vocab": 4}, "max_vocab"),
+    (PrepareConfig, {"min_count": 0}, "min_count"),
+    (PrepareConfig, {"seed": -1}, "seed"),
+    (ModelConfig, {"arch": "transformer"}, "arch"),
+    (ModelConfig, {"level": "subword"}, "level"),
+    (ModelConfig, {"embedding_dim": 0}, "embedding_dim"),
+    (ModelConfig, {"embedding_dim": 4097}, "embedding_dim"),
+    (ModelConfig, {"embedding_dim": 1.5}, "embedding_dim"),
+    (ModelConfig, {"units": 0}, "units"),
+    (ModelConfig, {"units": 8193}, "units"),
+    (ModelConfig, {"dropout": -0.1}, "dropout"),
+    (ModelConfig, {"dropout": 1.0}, "dropout"),
+    (ModelConfig, {"dropout": 1.5}, "dropout"),
+    (ModelConfig, {"source_vocab_size": -1}, "source_vocab_size"),
+    (ModelConfig, {"target_vocab_size": -1}, "target_vocab_size"),
+    (ModelConfig, {"max_target_length": -1}, "max_target_length"),
+    (TrainConfig, {"epochs": 0}, "epochs"),
+    (TrainConfig, {"epochs": "10"}, "epochs"),
+    (TrainConfig, {"batch_size": 0}, "batch_size"),
+    (TrainConfig, {"batch_size": 65_537}, "batch_size"),
+    (TrainConfig, {"optimizer": "sgd"}, "optimizer"),
+    (TrainConfig, {"learning_rate": 0}, "learning_rate"),
+    (TrainConfig, {"learning_rate": -1e-3}, "learning_rate"),
+    (TrainConfig, {"learning_rate": 11.0}, "learning_rate"),
+    (TrainConfig, {"clipnorm": 0.0}, "clipnorm"),
+    (TrainConfig, {"clipnorm": -1.0}, "clipnorm"),
+    (TrainConfig, {"patience": -1}, "patience"),
+    (TrainConfig, {"seed": -1}, "seed"),
+]
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs", "field"),
+    INVALID,
+    ids=[f"{cls.__name__}-{'-'.join(f'{k}={v!r}' for k, v in kw.items())}" for cls, kw, _ in INVALID],
+)
+def test_invalid_value_raises_config_error_naming_the_field(cls, kwargs, field) -> None:
+    with pytest.raises(ConfigError) as info:
+        cls(**kwargs)
+    message = str(info.value)
+    assert message.startswith(field), message
+    # The offending value is shown, so the user sees what was wrong.
+    if len(kwargs) == 1:
+        assert repr(next(iter(kwargs.values()))) in message or str(kwargs[field]) in message
+
+
+def test_choice_error_lists_the_choices() -> None:
+    with pytest.raises(ConfigError, match="adam, rmsprop"):
+        TrainConfig(optimizer="sgd")
+
+
+@pytest.mark.parametrize(
+    ("cls", "kwargs"),
+    [
+        (PrepareConfig, {"limit": 1, "min_words": 3, "max_words": 3, "max_vocab": 5}),
+        (PrepareConfig, {"valid_size": 0, "test_size": 0, "max_vocab": None, "limit": None}),
+        (PrepareConfig, {"valid_size": 100, "test_size": 2.0}),  # whole counts
+        (PrepareConfig, {"valid_size": 0.49, "test_size": 0.5}),
+        (ModelConfig, {"arch": "lstm", "level": "char", "embedding_dim": 4096, "units": 8192}),
+        (ModelConfig, {"embedding_dim": 1, "units": 1, "dropout": 0}),
+        (ModelConfig, {"dropout": 0.999}),
+        (TrainConfig, {"optimizer": "rmsprop", "learning_rate": 10, "clipnorm": None}),
+        (TrainConfig, {"epochs": 1, "batch_size": 65_536, "patience": 0, "seed": 0}),
+    ],
+)
+def test_boundary_values_are_accepted(cls, kwargs) -> None:
+    config = cls(**kwargs)
+    for name, value in kwargs.items():
+        assert getattr(config, name) == value
+
+
+NON_DEFAULT = [
+    PrepareConfig(
+        format="csv",
+        source_column="en",
+        target_column=3,
+        on_bad_line="skip",
+        limit=10,
+        reverse=True,
+        lowercase=True,
+        valid_size=2,
+        seed=7,
+        max_vocab=None,
+    ),
+    ModelConfig(arch="lstm", level="char", units=16, dropout=0.0, target_vocab_size=40),
+    TrainConfig(epochs=2, optimizer="rmsprop", clipnorm=None, jit_compile=True),
+]
+
+
+@pytest.mark.parametrize("config", NON_DEFAULT, ids=lambda c: type(c).__name__)
+def test_to_dict_from_dict_round_trip(config) -> None:
+    data = config.to_dict()
+    assert type(config).from_dict(data) == config
+    # Through JSON too, which is how configs are saved next to what they produced.
+    assert type(config).from_dict(json.loads(json.dumps(data))) == config
+
+
+@pytest.mark.parametrize("config", NON_DEFAULT, ids=lambda c: type(c).__name__)
+def test_from_dict_ignores_unknown_keys(config) -> None:
+    data = {**config.to_dict(), "added_in_a_later_version": 1, "another": {"x": []}}
+    assert type(config).from_dict(data) == config
+
+
+def test_from_dict_fills_missing_keys_with_defaults() -> None:
+    assert TrainConfig.from_dict({"epochs": 3}) == TrainConfig(epochs=3)
+
+
+def test_from_dict_validates() -> None:
+    with pytest.raises(ConfigError, match="^units"):
+        ModelConfig.from_dict({**ModelConfig().to_dict(), "units": 0})
+
+
+def test_library_modules_do_not_import_tensorflow(tmp_path) -> None:
+    code = (
+        "import nmtcli.corpus, nmtcli.vectorizers, nmtcli.config, nmtcli.workspace, nmtcli.cli; "
+        "import sys; assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
