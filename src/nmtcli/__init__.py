@@ -36,7 +36,26 @@ _EXPORTS = {
     "evaluate": "evaluation",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "ConfigError",
+    "CorpusError",
+    "DataError",
+    "ModelConfig",
+    "ModelError",
+    "NmtError",
+    "PrepareConfig",
+    "TrainConfig",
+    "Translator",
+    "Vectorizer",
+    "Workspace",
+    "__version__",
+    "build_model",
+    "evaluate",
+    "greedy_search",
+    "prepare",
+    "read_pairs",
+    "train",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import ModelConfig, PrepareConfig, TrainConfig

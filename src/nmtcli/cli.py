@@ -7,11 +7,12 @@ TensorFlow is imported only inside the commands that need it, so ``nmt --help`` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -58,25 +59,36 @@ app = typer.Typer(
 
 # Options shared by several commands, declared once.
 WorkspaceOpt = Annotated[
-    Optional[Path],
-    typer.Option("--workspace", "-w", help="Workspace folder [default: $NMT_WORKSPACE or ./nmt-workspace].",
-                 show_default=False),
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Workspace folder [default: $NMT_WORKSPACE or ./nmt-workspace].",
+        show_default=False,
+    ),
 ]
 ModelOpt = Annotated[
-    Optional[Path],
-    typer.Option("--model", "-m", help="Run folder from `nmt train` [default: the workspace's latest].",
-                 show_default=False),
+    Path | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Run folder from `nmt train` [default: the workspace's latest].",
+        show_default=False,
+    ),
 ]
 DataOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--data", "-d", help="Prepared data folder [default: WORKSPACE/data].", show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Sentences per decoding batch.")]
 MaxLengthOpt = Annotated[
-    Optional[int],
-    typer.Option("--max-length", help="Most tokens to generate per sentence [default: 2 x source + 10].",
-                 show_default=False),
+    int | None,
+    typer.Option(
+        "--max-length",
+        help="Most tokens to generate per sentence [default: 2 x source + 10].",
+        show_default=False,
+    ),
 ]
 
 
@@ -88,8 +100,10 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Show the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
 ) -> None:
     """Train and run neural machine translation models on your own parallel corpus."""
 
@@ -121,37 +135,74 @@ def _load_tensorflow() -> None:
 
 @app.command()
 def prepare(
-    corpus: Annotated[Path, typer.Argument(
-        help="Corpus: anki/Tatoeba TSV (spa.txt), CSV with a header, or the source file of an aligned pair.",
-        show_default=False)],
-    target_file: Annotated[Optional[Path], typer.Argument(
-        help="Target file, when CORPUS and it are aligned plain-text files.", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Data folder to write [default: WORKSPACE/data].", show_default=False)] = None,
+    corpus: Annotated[
+        Path,
+        typer.Argument(
+            help="Corpus: anki/Tatoeba TSV (spa.txt), CSV with a header, or the source of aligned files.",
+            show_default=False,
+        ),
+    ],
+    target_file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Target file, when CORPUS and it are aligned plain-text files.", show_default=False
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Data folder to write [default: WORKSPACE/data].",
+            show_default=False,
+        ),
+    ] = None,
     workspace: WorkspaceOpt = None,
     format: Annotated[str, typer.Option(help="auto | tsv | csv | aligned.")] = "auto",
-    source_column: Annotated[Optional[str], typer.Option(
-        help="Source column: header name (CSV) or number counting from 1 [default: 1].",
-        show_default=False)] = None,
-    target_column: Annotated[Optional[str], typer.Option(
-        help="Target column: header name (CSV) or number counting from 1 [default: 2].",
-        show_default=False)] = None,
+    source_column: Annotated[
+        str | None,
+        typer.Option(
+            help="Source column: header name (CSV) or number counting from 1 [default: 1].",
+            show_default=False,
+        ),
+    ] = None,
+    target_column: Annotated[
+        str | None,
+        typer.Option(
+            help="Target column: header name (CSV) or number counting from 1 [default: 2].",
+            show_default=False,
+        ),
+    ] = None,
     encoding: Annotated[str, typer.Option(help="Text encoding of the corpus.")] = "utf-8",
     on_bad_line: Annotated[str, typer.Option(help="Malformed lines: error | warn | skip.")] = "error",
-    limit: Annotated[Optional[int], typer.Option(help="Read only the first N pairs.", show_default=False)] = None,
-    reverse: Annotated[bool, typer.Option(help="Swap the direction: translate column 2 into column 1.")] = False,
+    limit: Annotated[
+        int | None, typer.Option(help="Read only the first N pairs.", show_default=False)
+    ] = None,
+    reverse: Annotated[
+        bool, typer.Option(help="Swap the direction: translate column 2 into column 1.")
+    ] = False,
     lowercase: Annotated[bool, typer.Option(help="Lower-case both sides.")] = False,
     min_words: Annotated[int, typer.Option(help="Drop pairs with a side shorter than this (words).")] = 1,
     max_words: Annotated[int, typer.Option(help="Drop pairs with a side longer than this (words).")] = 50,
-    max_chars: Annotated[int, typer.Option(help="Drop pairs with a side longer than this (characters).")] = 300,
+    max_chars: Annotated[
+        int, typer.Option(help="Drop pairs with a side longer than this (characters).")
+    ] = 300,
     dedupe: Annotated[bool, typer.Option(help="Drop exact duplicate pairs.")] = True,
-    valid_size: Annotated[float, typer.Option(
-        help="Validation share of source sentences: a fraction below 1, or a count.")] = 0.05,
-    test_size: Annotated[float, typer.Option(
-        help="Test share of source sentences: a fraction below 1, or a count.")] = 0.05,
+    valid_size: Annotated[
+        float,
+        typer.Option(help="Validation share of source sentences: a fraction below 1, or a count."),
+    ] = 0.05,
+    test_size: Annotated[
+        float, typer.Option(help="Test share of source sentences: a fraction below 1, or a count.")
+    ] = 0.05,
     seed: Annotated[int, typer.Option(help="Seed of the shuffled split.")] = 1234,
-    max_vocab: Annotated[int, typer.Option(help="Largest vocabulary per side and level, specials included; 0 = no limit.")] = 30000,
-    min_count: Annotated[int, typer.Option(help="Keep tokens seen at least this often in training data.")] = 1,
+    max_vocab: Annotated[
+        int,
+        typer.Option(help="Largest vocabulary per side and level, specials included; 0 = no limit."),
+    ] = 30000,
+    min_count: Annotated[
+        int, typer.Option(help="Keep tokens seen at least this often in training data.")
+    ] = 1,
     json_output: JsonOpt = False,
 ) -> None:
     """Read a parallel corpus, clean it, split train/valid/test and build word and char vocabularies."""
@@ -159,14 +210,32 @@ def prepare(
     from .corpus import prepare as prepare_corpus
 
     config = PrepareConfig(
-        format=format, source_column=source_column, target_column=target_column, encoding=encoding,
-        on_bad_line=on_bad_line, limit=limit, reverse=reverse, lowercase=lowercase, min_words=min_words,
-        max_words=max_words, max_chars=max_chars, dedupe=dedupe, valid_size=valid_size,
-        test_size=test_size, seed=seed, max_vocab=max_vocab or None, min_count=min_count,
+        format=format,
+        source_column=source_column,
+        target_column=target_column,
+        encoding=encoding,
+        on_bad_line=on_bad_line,
+        limit=limit,
+        reverse=reverse,
+        lowercase=lowercase,
+        min_words=min_words,
+        max_words=max_words,
+        max_chars=max_chars,
+        dedupe=dedupe,
+        valid_size=valid_size,
+        test_size=test_size,
+        seed=seed,
+        max_vocab=max_vocab or None,
+        min_count=min_count,
     )
     output = output or _workspace(workspace).data_dir
-    manifest = prepare_corpus(corpus, output, config, target_path=target_file,
-                              warn=lambda message: typer.echo(message, err=True))
+    manifest = prepare_corpus(
+        corpus,
+        output,
+        config,
+        target_path=target_file,
+        warn=lambda message: typer.echo(message, err=True),
+    )
     if json_output:
         _print_json({"output": str(output), **manifest})
         return
@@ -191,8 +260,7 @@ def _print_prepare_summary(manifest: dict[str, Any], output: Path) -> None:
         sizes = manifest["vocab_size"][level]
         unk = manifest["unk_rate"][level]["valid"]
         table.add_row(f"{level} vocab source / target", f"{sizes['source']:,} / {sizes['target']:,}")
-        table.add_row(f"{level} unknown rate on valid",
-                      f"{unk['source']:.2%} / {unk['target']:.2%}")
+        table.add_row(f"{level} unknown rate on valid", f"{unk['source']:.2%} / {unk['target']:.2%}")
     _stdout_console().print(table)
 
 
@@ -203,9 +271,15 @@ def _print_prepare_summary(manifest: dict[str, Any], output: Path) -> None:
 def train(
     data: DataOpt = None,
     workspace: WorkspaceOpt = None,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Run folder to write [default: a new folder in WORKSPACE/runs].",
-        show_default=False)] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Run folder to write [default: a new folder in WORKSPACE/runs].",
+            show_default=False,
+        ),
+    ] = None,
     arch: Annotated[str, typer.Option(help="lstm | gru-attention.")] = "gru-attention",
     level: Annotated[str, typer.Option(help="word | char.")] = "word",
     epochs: Annotated[int, typer.Option(help="Most epochs to train.")] = 10,
@@ -217,22 +291,38 @@ def train(
     learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
     clipnorm: Annotated[float, typer.Option(help="Gradient norm clipping; 0 = off.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1234,
-    patience: Annotated[int, typer.Option(help="Stop after this many epochs without a better validation loss; 0 = never.")] = 3,
+    patience: Annotated[
+        int,
+        typer.Option(help="Stop after this many epochs without a better validation loss; 0 = never."),
+    ] = 3,
     jit_compile: Annotated[bool, typer.Option(help="Compile the training step with XLA.")] = False,
-    resume: Annotated[Optional[bool], typer.Option(
-        "--resume/--no-resume",
-        help="Resume the newest interrupted run / always start anew [default: resume an interrupted "
-        "run with the same settings].", show_default=False)] = None,
+    resume: Annotated[
+        bool | None,
+        typer.Option(
+            "--resume/--no-resume",
+            help="Resume the newest interrupted run / always start anew [default: resume an interrupted "
+            "run with the same settings].",
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Train a seq2seq model (LSTM, or GRU with attention) on the prepared data."""
     from .config import ModelConfig, TrainConfig
 
-    model_config = ModelConfig(arch=arch, level=level, embedding_dim=embedding_dim, units=units,
-                               dropout=dropout)
-    train_config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                               learning_rate=learning_rate, clipnorm=clipnorm or None, seed=seed,
-                               patience=patience, jit_compile=jit_compile)
+    model_config = ModelConfig(
+        arch=arch, level=level, embedding_dim=embedding_dim, units=units, dropout=dropout
+    )
+    train_config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        learning_rate=learning_rate,
+        clipnorm=clipnorm or None,
+        seed=seed,
+        patience=patience,
+        jit_compile=jit_compile,
+    )
     _load_tensorflow()
     from rich.console import Console
 
@@ -240,9 +330,16 @@ def train(
     from .training import train as train_model
 
     stderr = Console(stderr=True, highlight=False)
-    result = train_model(model_config, train_config, data_dir=data, workspace=_workspace(workspace),
-                         run_dir=output, resume=resume, callbacks=[RichProgress(stderr)],
-                         log=stderr.print)
+    result = train_model(
+        model_config,
+        train_config,
+        data_dir=data,
+        workspace=_workspace(workspace),
+        run_dir=output,
+        resume=resume,
+        callbacks=[RichProgress(stderr)],
+        log=stderr.print,
+    )
     summary = {
         "run": str(result.run_dir),
         "parameters": result.parameters,
@@ -280,18 +377,29 @@ def evaluate(
     workspace: WorkspaceOpt = None,
     data: DataOpt = None,
     split: Annotated[str, typer.Option(help="Split of the prepared data to score: test | valid.")] = "test",
-    source: Annotated[Optional[Path], typer.Option(
-        help="Score this source file instead of a split (one sentence per line).", show_default=False)] = None,
-    reference: Annotated[Optional[list[Path]], typer.Option(
-        help="Reference translations of --source, line-aligned; repeat for several references.",
-        show_default=False)] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            help="Score this source file instead of a split (one sentence per line).",
+            show_default=False,
+        ),
+    ] = None,
+    reference: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Reference translations of --source, line-aligned; repeat for several references.",
+            show_default=False,
+        ),
+    ] = None,
     bleu: Annotated[bool, typer.Option("--bleu", help="Report BLEU.")] = False,
     chrf: Annotated[bool, typer.Option("--chrf", help="Report chrF.")] = False,
     ter: Annotated[bool, typer.Option("--ter", help="Report TER.")] = False,
     batch_size: BatchOpt = 64,
     max_length: MaxLengthOpt = None,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Write the hypotheses to this file.", show_default=False)] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the hypotheses to this file.", show_default=False),
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Score a model with sacrebleu (BLEU, chrF, TER) and perplexity; default metrics BLEU and chrF."""
@@ -314,10 +422,10 @@ def evaluate(
     if source is not None:
         sources = _read_text_lines(source, "source")
         columns = [_read_text_lines(path, "reference") for path in reference or []]
-        for path, lines in zip(reference or [], columns):
+        for path, lines in zip(reference or [], columns, strict=True):
             if len(lines) != len(sources):
                 raise ConfigError(f"{path} has {len(lines)} lines but {source} has {len(sources)}")
-        references = [list(refs) for refs in zip(*columns)]
+        references = [list(refs) for refs in zip(*columns, strict=True)]
         scored = str(source)
     else:
         sources, references, scored = _split_references(run_dir, data, ws, split)
@@ -327,8 +435,15 @@ def evaluate(
     from .translator import Translator
 
     translator = Translator.load(run_dir)
-    result = evaluate_model(translator, sources, references, metrics, batch_size=batch_size,
-                            max_length=max_length, model_name=run_dir.name)
+    result = evaluate_model(
+        translator,
+        sources,
+        references,
+        metrics,
+        batch_size=batch_size,
+        max_length=max_length,
+        model_name=run_dir.name,
+    )
     if output is not None:
         atomic_write_text(output, "".join(h + "\n" for h in result.hypotheses))
     if json_output:
@@ -350,10 +465,14 @@ def _split_references(run_dir: Path, data: Path | None, ws, split: str):
     model_manifest = run_dir / "data-manifest.json"
     if model_manifest.is_file():
         trained = read_json(model_manifest)
-        if (trained.get("corpus"), trained.get("settings")) != (prepared.manifest.get("corpus"),
-                                                                 prepared.manifest.get("settings")):
-            raise DataError(f"{data} was prepared from other data or settings than {run_dir} was "
-                            "trained on, so its test split may overlap training; pass --source/--reference")
+        if (trained.get("corpus"), trained.get("settings")) != (
+            prepared.manifest.get("corpus"),
+            prepared.manifest.get("settings"),
+        ):
+            raise DataError(
+                f"{data} was prepared from other data or settings than {run_dir} was "
+                "trained on, so its test split may overlap training; pass --source/--reference"
+            )
     sources, references = group_references(prepared.pairs(split))
     return sources, references, f"{data}/{split}.tsv"
 
@@ -361,14 +480,19 @@ def _split_references(run_dir: Path, data: Path | None, ws, split: str):
 def _print_scores(result, scored: str) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{result.model} on {scored}: {result.sentences:,} sentences, "
-                  f"{result.references:,} references", title_justify="left")
+    table = Table(
+        title=f"{result.model} on {scored}: {result.sentences:,} sentences, {result.references:,} references",
+        title_justify="left",
+    )
     table.add_column("metric", style="bold")
     table.add_column("multi-reference", justify="right")
     table.add_column("first reference", justify="right")
     for name, value in result.scores.items():
-        table.add_row(name.upper() if name != "chrf" else "chrF", f"{value:.2f}",
-                      f"{result.single_reference_scores[name]:.2f}")
+        table.add_row(
+            name.upper() if name != "chrf" else "chrF",
+            f"{value:.2f}",
+            f"{result.single_reference_scores[name]:.2f}",
+        )
     if result.perplexity is not None:
         table.add_row("perplexity", f"{result.perplexity:.2f}", "")
     console = _stdout_console()
@@ -383,12 +507,28 @@ def _print_scores(result, scored: str) -> None:
 
 @app.command()
 def translate(
-    sentences: Annotated[Optional[list[str]], typer.Argument(
-        help="Sentences to translate [default: lines from --input or stdin].", show_default=False)] = None,
-    input: Annotated[Optional[Path], typer.Option(
-        "--input", "-i", help="Read sentences from this file, one per line.", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Write translations to this file [default: stdout].", show_default=False)] = None,
+    sentences: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Sentences to translate [default: lines from --input or stdin].",
+            show_default=False,
+        ),
+    ] = None,
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input", "-i", help="Read sentences from this file, one per line.", show_default=False
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write translations to this file [default: stdout].",
+            show_default=False,
+        ),
+    ] = None,
     model: ModelOpt = None,
     workspace: WorkspaceOpt = None,
     batch_size: BatchOpt = 64,
@@ -422,8 +562,10 @@ def translate(
 
     with atomic_open(output) as handle:
         for chunk in chunks:
-            handle.writelines(line + "\n" for line in translator.translate(
-                chunk, batch_size=batch_size, max_length=max_length))
+            handle.writelines(
+                line + "\n"
+                for line in translator.translate(chunk, batch_size=batch_size, max_length=max_length)
+            )
 
 
 def _resolve_model(model: Path | None, workspace: Path | None) -> Path:
@@ -442,13 +584,13 @@ def _input_chunks(sentences: list[str] | None, path: Path | None, chunk: int):
     if sentences:
         yield list(sentences)
         return
-    if path is not None:
-        handle, name = open(path, "rb"), str(path)
-    else:
-        handle, name = sys.stdin.buffer, "<stdin>"
-        if sys.stdin.isatty():
-            chunk = 1
-    try:
+    with contextlib.ExitStack() as stack:
+        if path is not None:
+            handle, name = stack.enter_context(open(path, "rb")), str(path)
+        else:
+            handle, name = sys.stdin.buffer, "<stdin>"
+            if sys.stdin.isatty():
+                chunk = 1
         batch: list[str] = []
         for _, line in read_lines(handle, name):
             batch.append(line)
@@ -457,9 +599,6 @@ def _input_chunks(sentences: list[str] | None, path: Path | None, chunk: int):
                 batch = []
         if batch:
             yield batch
-    finally:
-        if path is not None:
-            handle.close()
 
 
 def main() -> None:

@@ -26,8 +26,15 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
-def _check_range(name: str, value: Any, low: float | None = None, high: float | None = None,
-                 *, integer: bool = True, low_inclusive: bool = True) -> None:
+def _check_range(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    integer: bool = True,
+    low_inclusive: bool = True,
+) -> None:
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
         raise ConfigError(f"{name} must be {kind}; got {value!r}")

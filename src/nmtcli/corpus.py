@@ -153,7 +153,9 @@ def _read_tsv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pai
 
 
 def _read_csv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pair]:
-    encoding = "utf-8-sig" if config.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else config.encoding
+    encoding = (
+        "utf-8-sig" if config.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else config.encoding
+    )
     try:
         with open(path, encoding=encoding, newline="") as handle:
             reader = csv.reader(handle)
@@ -173,8 +175,10 @@ def _read_csv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pai
                     continue
                 yield Pair(row[src], row[tgt], where)
     except UnicodeDecodeError as exc:
-        raise CorpusError(f"{path}: not valid {config.encoding} near byte {exc.start}; "
-                          "convert the file to UTF-8 or pass --encoding") from None
+        raise CorpusError(
+            f"{path}: not valid {config.encoding} near byte {exc.start}; "
+            "convert the file to UTF-8 or pass --encoding"
+        ) from None
     except csv.Error as exc:
         raise CorpusError(f"{path}: malformed CSV ({exc})") from None
     except LookupError:
@@ -191,13 +195,19 @@ def _read_aligned(path: Path, target_path: Path, config: PrepareConfig) -> Itera
             return
         if s is None or t is None:
             shorter, longer = (path, target_path) if s is None else (target_path, path)
-            raise CorpusError(f"{shorter} has fewer lines than {longer}; aligned files must have one line per pair")
+            raise CorpusError(
+                f"{shorter} has fewer lines than {longer}; aligned files must have one line per pair"
+            )
         yield Pair(s[1], t[1], f"{path}:{s[0]}")
 
 
-def read_pairs(path: str | os.PathLike, config: PrepareConfig | None = None,
-               target_path: str | os.PathLike | None = None, warn: Any = None,
-               bad_lines: _BadLines | None = None) -> Iterator[Pair]:
+def read_pairs(
+    path: str | os.PathLike,
+    config: PrepareConfig | None = None,
+    target_path: str | os.PathLike | None = None,
+    warn: Any = None,
+    bad_lines: _BadLines | None = None,
+) -> Iterator[Pair]:
     """Yield raw (not yet normalised) pairs from a corpus in the configured or detected format.
 
     ``config.reverse`` swaps the two sides; ``config.limit`` stops after that many pairs.
@@ -261,8 +271,9 @@ def _split_count(size: float, groups: int) -> int:
     return round(groups * size) if size > 0 else 0
 
 
-def split_grouped(pairs: list[tuple[str, str]], valid_size: float, test_size: float,
-                  seed: int) -> dict[str, list[tuple[str, str]]]:
+def split_grouped(
+    pairs: list[tuple[str, str]], valid_size: float, test_size: float, seed: int
+) -> dict[str, list[tuple[str, str]]]:
     """Shuffle source sentences with ``seed`` and cut them into train/valid/test.
 
     Sizes below 1 are fractions of the distinct source sentences, sizes from 1 up are counts of them.
@@ -279,8 +290,11 @@ def split_grouped(pairs: list[tuple[str, str]], valid_size: float, test_size: fl
             f"only {len(sources)} distinct source sentences: too few for {n_valid} validation and "
             f"{n_test} test sentences plus training; use a larger corpus or smaller --valid-size/--test-size"
         )
-    cuts = {"valid": sources[:n_valid], "test": sources[n_valid:n_valid + n_test],
-            "train": sources[n_valid + n_test:]}
+    cuts = {
+        "valid": sources[:n_valid],
+        "test": sources[n_valid : n_valid + n_test],
+        "train": sources[n_valid + n_test :],
+    }
     return {split: [(s, t) for s in cuts[split] for t in groups[s]] for split in SPLITS}
 
 
@@ -313,9 +327,13 @@ def _replace_dir(tmp_dir: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def prepare(corpus: str | os.PathLike, output_dir: str | os.PathLike,
-            config: PrepareConfig | None = None, target_path: str | os.PathLike | None = None,
-            warn: Any = None) -> dict[str, Any]:
+def prepare(
+    corpus: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    config: PrepareConfig | None = None,
+    target_path: str | os.PathLike | None = None,
+    warn: Any = None,
+) -> dict[str, Any]:
     """Read, normalise, filter, deduplicate and split a corpus; build vocabularies; write a data folder.
 
     Returns the manifest (also written as ``manifest.json``). Nothing in ``output_dir`` changes unless
@@ -349,16 +367,16 @@ def prepare(corpus: str | os.PathLike, output_dir: str | os.PathLike,
     if not kept:
         if read == 0 and bad.count == 0:
             raise CorpusError(f"{corpus}: the corpus is empty")
-        raise CorpusError(f"{corpus}: no pairs left after filtering ({_describe_drops(dropped)}); "
-                          "check the column options and --max-words/--max-chars")
+        raise CorpusError(
+            f"{corpus}: no pairs left after filtering ({_describe_drops(dropped)}); "
+            "check the column options and --max-words/--max-chars"
+        )
 
     splits = split_grouped(kept, config.valid_size, config.test_size, config.seed)
     tokenizers = {level: make_tokenizer(level) for level in LEVELS}
     tokenized = {
         level: {
-            split: [
-                (tokenizers[level].tokenize(s), tokenizers[level].tokenize(t)) for s, t in splits[split]
-            ]
+            split: [(tokenizers[level].tokenize(s), tokenizers[level].tokenize(t)) for s, t in splits[split]]
             for split in SPLITS
         }
         for level in LEVELS
@@ -458,18 +476,23 @@ class PreparedData:
         try:
             manifest = read_json(path / "manifest.json")
         except (OSError, ValueError) as exc:
-            raise DataError(f"{path / 'manifest.json'}: unreadable ({exc}); run `nmt prepare` again") from None
+            raise DataError(
+                f"{path / 'manifest.json'}: unreadable ({exc}); run `nmt prepare` again"
+            ) from None
         version = manifest.get("format_version") if isinstance(manifest, dict) else None
         if version != DATA_FORMAT_VERSION:
-            raise DataError(f"{path}: prepared with data format {version!r}, this nmtcli reads "
-                            f"{DATA_FORMAT_VERSION}; run `nmt prepare` again")
+            raise DataError(
+                f"{path}: prepared with data format {version!r}, this nmtcli reads "
+                f"{DATA_FORMAT_VERSION}; run `nmt prepare` again"
+            )
         expected = [f"{split}.tsv" for split in SPLITS] + [
             f"vocab/{side}.{level}.txt" for side in SIDES for level in LEVELS
         ]
         missing = [name for name in expected if not (path / name).is_file()]
         if missing:
-            raise DataError(f"{path}: incomplete prepared data, missing {', '.join(missing)}; "
-                            "run `nmt prepare` again")
+            raise DataError(
+                f"{path}: incomplete prepared data, missing {', '.join(missing)}; run `nmt prepare` again"
+            )
         return cls(path, manifest)
 
     def pairs(self, split: str) -> list[tuple[str, str]]:
@@ -479,7 +502,9 @@ class PreparedData:
             for number, line in enumerate(handle, 1):
                 fields = line.rstrip("\n").split("\t")
                 if len(fields) != 2:
-                    raise DataError(f"{file}:{number}: expected 2 tab-separated fields; run `nmt prepare` again")
+                    raise DataError(
+                        f"{file}:{number}: expected 2 tab-separated fields; run `nmt prepare` again"
+                    )
                 pairs.append((fields[0], fields[1]))
         return pairs
 

@@ -17,8 +17,14 @@ from .vectorizers import END_ID, PAD_ID, START_ID
 StepFn = Callable[[tf.Tensor, Any], tuple[tf.Tensor, Any]]
 
 
-def greedy_search(next_fn: StepFn, state: Any, batch_size: tf.Tensor | int, max_length: tf.Tensor | int,
-                  start_id: int = START_ID, end_id: int = END_ID) -> tf.Tensor:
+def greedy_search(
+    next_fn: StepFn,
+    state: Any,
+    batch_size: tf.Tensor | int,
+    max_length: tf.Tensor | int,
+    start_id: int = START_ID,
+    end_id: int = END_ID,
+) -> tf.Tensor:
     """Pick the most likely token at every step. Returns ids ``[B, steps]``, int32.
 
     A sentence that has ended is padded with ``PAD_ID``; ``steps <= max_length``. ``state`` is any
@@ -39,7 +45,9 @@ def greedy_search(next_fn: StepFn, state: Any, batch_size: tf.Tensor | int, max_
         return step + 1, chosen, state, finished, outputs.write(step, chosen)
 
     _, _, _, _, outputs = tf.while_loop(
-        keep_going, one_step, (tf.constant(0), tokens, state, finished, outputs),
+        keep_going,
+        one_step,
+        (tf.constant(0), tokens, state, finished, outputs),
         maximum_iterations=max_length,
     )
     ids = outputs.stack()  # [steps, B]

@@ -25,7 +25,11 @@ DEFAULT_METRICS = ("bleu", "chrf")
 
 
 def _metric(name: str) -> Any:
-    return {"bleu": sacrebleu.metrics.BLEU, "chrf": sacrebleu.metrics.CHRF, "ter": sacrebleu.metrics.TER}[name]()
+    return {
+        "bleu": sacrebleu.metrics.BLEU,
+        "chrf": sacrebleu.metrics.CHRF,
+        "ter": sacrebleu.metrics.TER,
+    }[name]()
 
 
 def reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
@@ -50,8 +54,10 @@ class EvaluationResult:
     def signature(self) -> str:
         """Our half of the reproducibility signature."""
         d = self.decoding
-        return (f"nmtcli:{__version__}|model:{self.model}|decode:{d['method']}|"
-                f"max_len:{d['max_length']}|nsents:{self.sentences}")
+        return (
+            f"nmtcli:{__version__}|model:{self.model}|decode:{d['method']}|"
+            f"max_len:{d['max_length']}|nsents:{self.sentences}"
+        )
 
     def to_dict(self, with_hypotheses: bool = False) -> dict[str, Any]:
         data = asdict(self)
@@ -61,8 +67,9 @@ class EvaluationResult:
         return data
 
 
-def token_cross_entropy(translator: Translator, pairs: Sequence[tuple[str, str]],
-                        batch_size: int = 64) -> float | None:
+def token_cross_entropy(
+    translator: Translator, pairs: Sequence[tuple[str, str]], batch_size: int = 64
+) -> float | None:
     """Mean cross-entropy per target token (nats), exactly: summed over tokens, then divided."""
     encoded = EncodedPairs(pairs, translator.source, translator.target)
     if len(encoded) == 0:
@@ -86,9 +93,15 @@ def token_cross_entropy(translator: Translator, pairs: Sequence[tuple[str, str]]
     return total / count if count else None
 
 
-def evaluate(translator: Translator, sources: Sequence[str], references: Sequence[Sequence[str]],
-             metrics: Sequence[str] = DEFAULT_METRICS, batch_size: int = 64,
-             max_length: int | None = None, model_name: str = "") -> EvaluationResult:
+def evaluate(
+    translator: Translator,
+    sources: Sequence[str],
+    references: Sequence[Sequence[str]],
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    batch_size: int = 64,
+    max_length: int | None = None,
+    model_name: str = "",
+) -> EvaluationResult:
     """Translate ``sources`` and score against ``references`` (one list of references per source).
 
     Perplexity is computed on every (source, reference) pair.
@@ -101,7 +114,7 @@ def evaluate(translator: Translator, sources: Sequence[str], references: Sequenc
         scores[name] = round(metric.corpus_score(hypotheses, streams).score, 2)
         signatures[name] = str(metric.get_signature())
         single[name] = round(_metric(name).corpus_score(hypotheses, streams[:1]).score, 2)
-    pairs = [(source, ref) for source, refs in zip(sources, references) for ref in refs]
+    pairs = [(source, ref) for source, refs in zip(sources, references, strict=True) for ref in refs]
     cross_entropy = token_cross_entropy(translator, pairs, batch_size)
     return EvaluationResult(
         sentences=len(sources),

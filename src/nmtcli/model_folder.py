@@ -30,16 +30,18 @@ from .vectorizers import Vectorizer
 MODEL_FORMAT_VERSION = 1
 
 
-def write_config(run_dir: Path, model_config: ModelConfig, train_config: TrainConfig,
-                 data_dir: Path) -> None:
-    atomic_write_json(run_dir / "config.json", {
-        "format_version": MODEL_FORMAT_VERSION,
-        "nmtcli_version": __version__,
-        "keras_version": keras.__version__,
-        "model": model_config.to_dict(),
-        "training": train_config.to_dict(),
-        "data": str(data_dir.resolve()),
-    })
+def write_config(run_dir: Path, model_config: ModelConfig, train_config: TrainConfig, data_dir: Path) -> None:
+    atomic_write_json(
+        run_dir / "config.json",
+        {
+            "format_version": MODEL_FORMAT_VERSION,
+            "nmtcli_version": __version__,
+            "keras_version": keras.__version__,
+            "model": model_config.to_dict(),
+            "training": train_config.to_dict(),
+            "data": str(data_dir.resolve()),
+        },
+    )
 
 
 def copy_data_files(run_dir: Path, data_dir: Path, level: str) -> None:
@@ -65,8 +67,11 @@ def read_config(run_dir: Path) -> dict[str, Any]:
             f"(reads format {MODEL_FORMAT_VERSION}); retrain it with this version"
         )
     try:
-        return {**raw, "model": ModelConfig.from_dict(raw["model"]),
-                "training": TrainConfig.from_dict(raw["training"])}
+        return {
+            **raw,
+            "model": ModelConfig.from_dict(raw["model"]),
+            "training": TrainConfig.from_dict(raw["training"]),
+        }
     except (KeyError, TypeError, ConfigError) as exc:
         raise ModelError(f"{path}: invalid model configuration ({exc})") from None
 
@@ -89,12 +94,17 @@ def load_model(run_dir: Path) -> keras.Model:
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for damaged or foreign files
-        raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: {exc})") from None
+        detail = " ".join(str(exc).split())  # Keras messages span lines; ours is one line
+        if len(detail) > 300:
+            detail = detail[:297] + "..."
+        raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: {detail})") from None
 
 
 def load_vectorizers(run_dir: Path, level: str) -> tuple[Vectorizer, Vectorizer]:
     try:
-        return (Vectorizer.load(level, run_dir / "vocab" / "source.txt"),
-                Vectorizer.load(level, run_dir / "vocab" / "target.txt"))
+        return (
+            Vectorizer.load(level, run_dir / "vocab" / "source.txt"),
+            Vectorizer.load(level, run_dir / "vocab" / "target.txt"),
+        )
     except Exception as exc:
         raise ModelError(f"{run_dir}: {exc}") from None

@@ -23,10 +23,12 @@ class EncodedPairs:
         targets = [target.encode(t, start=True, end=True) for _, t in pairs]
         self.source_lengths = np.fromiter((len(s) for s in sources), np.int64, len(sources))
         self.target_lengths = np.fromiter((len(t) for t in targets), np.int64, len(targets))
-        self.source_values = np.fromiter((i for s in sources for i in s), np.int32,
-                                         int(self.source_lengths.sum()))
-        self.target_values = np.fromiter((i for t in targets for i in t), np.int32,
-                                         int(self.target_lengths.sum()))
+        self.source_values = np.fromiter(
+            (i for s in sources for i in s), np.int32, int(self.source_lengths.sum())
+        )
+        self.target_values = np.fromiter(
+            (i for t in targets for i in t), np.int32, int(self.target_lengths.sum())
+        )
 
     def __len__(self) -> int:
         return len(self.source_lengths)
@@ -57,8 +59,14 @@ def count_batches(lengths: np.ndarray, boundaries: list[int], batch_size: int) -
     return int(sum(math.ceil(c / batch_size) for c in counts))
 
 
-def make_dataset(data: EncodedPairs, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                 boundaries: list[int] | None = None) -> tf.data.Dataset:
+def make_dataset(
+    data: EncodedPairs,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    boundaries: list[int] | None = None,
+) -> tf.data.Dataset:
     """Batches of similar-length pairs, padded to the longest in each batch."""
     source = tf.RaggedTensor.from_row_lengths(data.source_values, data.source_lengths)
     target = tf.RaggedTensor.from_row_lengths(data.target_values, data.target_lengths)

@@ -47,8 +47,11 @@ class RichProgress(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self._progress is not None:
             loss = (logs or {}).get("loss")
-            self._progress.update(self._task, completed=batch + 1,
-                                  loss=f"{float(loss):.4f}" if loss is not None else "-")
+            self._progress.update(
+                self._task,
+                completed=batch + 1,
+                loss=f"{float(loss):.4f}" if loss is not None else "-",
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         self._stop_bar()

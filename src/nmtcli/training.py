@@ -31,7 +31,15 @@ from .pipeline import EncodedPairs, bucket_boundaries, count_batches, make_datas
 from .vectorizers import PAD_ID
 from .workspace import Workspace, run_status
 
-HISTORY_FIELDS = ("epoch", "loss", "perplexity", "val_loss", "val_perplexity", "learning_rate", "seconds")
+HISTORY_FIELDS = (
+    "epoch",
+    "loss",
+    "perplexity",
+    "val_loss",
+    "val_perplexity",
+    "learning_rate",
+    "seconds",
+)
 
 
 def masked_loss() -> keras.losses.Loss:
@@ -141,17 +149,26 @@ def _find_interrupted(workspace: Workspace, settings: dict[str, Any] | None) -> 
             continue
         if settings is None:
             return run
-        saved = read_json(run / "config.json")
-        if {k: saved.get(k) for k in settings} == settings:
+        try:
+            saved = read_json(run / "config.json")
+        except (OSError, ValueError):
+            continue
+        if isinstance(saved, dict) and {k: saved.get(k) for k in settings} == settings:
             return run
     return None
 
 
-def train(model_config: ModelConfig, train_config: TrainConfig, *,
-          data_dir: str | os.PathLike | None = None, workspace: Workspace | None = None,
-          run_dir: str | os.PathLike | None = None, resume: bool | None = None,
-          callbacks: list[keras.callbacks.Callback] | None = None,
-          log: Callable[[str], None] = lambda message: None) -> TrainResult:
+def train(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    workspace: Workspace | None = None,
+    run_dir: str | os.PathLike | None = None,
+    resume: bool | None = None,
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> TrainResult:
     """Train a model on a prepared data folder and write a run folder.
 
     ``resume``: None resumes an interrupted run with identical settings if there is one, else starts a
@@ -172,15 +189,20 @@ def train(model_config: ModelConfig, train_config: TrainConfig, *,
         target_vocab_size=len(target_vectorizer),
         max_target_length=data.max_length("target", level),
     )
-    settings = {"model": model_config.to_dict(), "training": train_config.to_dict(),
-                "data": str(data_dir.resolve())}
+    settings = {
+        "model": model_config.to_dict(),
+        "training": train_config.to_dict(),
+        "data": str(data_dir.resolve()),
+    }
 
     if run_dir is not None:
         run_dir = Path(run_dir)
         resuming = run_status(run_dir) == "running" and resume is not False
         if not resuming:
             if run_dir.exists() and any(run_dir.iterdir()):
-                raise ConfigError(f"{run_dir}: output folder exists and is not empty; choose another --output")
+                raise ConfigError(
+                    f"{run_dir}: output folder exists and is not empty; choose another --output"
+                )
             run_dir.mkdir(parents=True, exist_ok=True)
     else:
         found = None if resume is False else _find_interrupted(workspace, None if resume else settings)
@@ -205,27 +227,47 @@ def train(model_config: ModelConfig, train_config: TrainConfig, *,
     train_pairs = EncodedPairs(data.pairs("train"), source_vectorizer, target_vectorizer)
     valid_pairs = EncodedPairs(data.pairs("valid"), source_vectorizer, target_vectorizer)
     boundaries = bucket_boundaries(train_pairs.lengths)
-    train_set = make_dataset(train_pairs, train_config.batch_size, shuffle=True,
-                             seed=train_config.seed, boundaries=boundaries)
-    valid_set = (make_dataset(valid_pairs, train_config.batch_size, boundaries=boundaries)
-                 if len(valid_pairs) else None)
+    train_set = make_dataset(
+        train_pairs,
+        train_config.batch_size,
+        shuffle=True,
+        seed=train_config.seed,
+        boundaries=boundaries,
+    )
+    valid_set = (
+        make_dataset(valid_pairs, train_config.batch_size, boundaries=boundaries)
+        if len(valid_pairs)
+        else None
+    )
 
     model = build_model(model_config)
     model.build()
-    model.compile(optimizer=make_optimizer(train_config), loss=masked_loss(),
-                  jit_compile=train_config.jit_compile)
+    model.compile(
+        optimizer=make_optimizer(train_config),
+        loss=masked_loss(),
+        jit_compile=train_config.jit_compile,
+    )
 
     monitor = "val_loss" if valid_set is not None else "loss"
     checkpoint = RunCheckpoint(run_dir, monitor, train_config.patience)
     backup = keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True)
     started = _resume_epoch(run_dir)
-    log(f"{'resuming' if resuming else 'training'} {model_config.arch} {level}-level model "
+    log(
+        f"{'resuming' if resuming else 'training'} {model_config.arch} {level}-level model "
         f"({model.count_params():,} parameters) on {len(train_pairs):,} pairs, "
         f"{count_batches(train_pairs.lengths, boundaries, train_config.batch_size):,} batches per epoch"
-        + (f", from epoch {started + 1}" if resuming else "") + f" -> {run_dir}")
+        + (f", from epoch {started + 1}" if resuming else "")
+        + f" -> {run_dir}"
+    )
     # Order matters: the history is written before the backup marks the epoch done.
-    model.fit(train_set, validation_data=valid_set, epochs=train_config.epochs, verbose=0, shuffle=False,
-              callbacks=[checkpoint, backup, *(callbacks or [])])
+    model.fit(
+        train_set,
+        validation_data=valid_set,
+        epochs=train_config.epochs,
+        verbose=0,
+        shuffle=False,
+        callbacks=[checkpoint, backup, *(callbacks or [])],
+    )
 
     if not (run_dir / "model.keras").is_file():
         save_model(model, run_dir / "model.keras")
@@ -233,9 +275,13 @@ def train(model_config: ModelConfig, train_config: TrainConfig, *,
     atomic_write_json(run_dir / "state.json", {"status": "complete"})
     if run_dir.parent.resolve() == workspace.runs_dir.resolve():
         workspace.set_latest(run_dir)
-    return TrainResult(run_dir=run_dir, resumed_from_epoch=started, history=checkpoint.history,
-                       best_epoch=checkpoint.best_epoch() if checkpoint.history else 0,
-                       parameters=model.count_params())
+    return TrainResult(
+        run_dir=run_dir,
+        resumed_from_epoch=started,
+        history=checkpoint.history,
+        best_epoch=checkpoint.best_epoch() if checkpoint.history else 0,
+        parameters=model.count_params(),
+    )
 
 
 def _resume_epoch(run_dir: Path) -> int:

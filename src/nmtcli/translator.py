@@ -26,8 +26,15 @@ from .vectorizers import Vectorizer
 
 
 class Translator:
-    def __init__(self, model: Any, source: Vectorizer, target: Vectorizer, config: ModelConfig,
-                 lowercase: bool = False, run_dir: Path | None = None):
+    def __init__(
+        self,
+        model: Any,
+        source: Vectorizer,
+        target: Vectorizer,
+        config: ModelConfig,
+        lowercase: bool = False,
+        run_dir: Path | None = None,
+    ):
         self.model = model
         self.source = source
         self.target = target
@@ -47,10 +54,15 @@ class Translator:
         config = read_config(run_dir)
         model_config: ModelConfig = config["model"]
         source, target = load_vectorizers(run_dir, model_config.level)
-        if (len(source), len(target)) != (model_config.source_vocab_size, model_config.target_vocab_size):
-            raise ModelError(f"{run_dir}: vocabulary files do not match the model "
-                             f"({len(source)}/{len(target)} tokens, model expects "
-                             f"{model_config.source_vocab_size}/{model_config.target_vocab_size})")
+        if (len(source), len(target)) != (
+            model_config.source_vocab_size,
+            model_config.target_vocab_size,
+        ):
+            raise ModelError(
+                f"{run_dir}: vocabulary files do not match the model "
+                f"({len(source)}/{len(target)} tokens, model expects "
+                f"{model_config.source_vocab_size}/{model_config.target_vocab_size})"
+            )
         model = load_model(run_dir)
         lowercase = False
         manifest = run_dir / "data-manifest.json"
@@ -72,7 +84,9 @@ class Translator:
         cap = max(16, 2 * self.config.max_target_length)
         return min(cap, 2 * source_length + 10)
 
-    def translate_ids(self, sources: Sequence[Sequence[int]], max_length: int | None = None) -> list[list[int]]:
+    def translate_ids(
+        self, sources: Sequence[Sequence[int]], max_length: int | None = None
+    ) -> list[list[int]]:
         """Greedy-decode one padded batch of source id sequences; returns target ids without specials."""
         width = max(len(ids) for ids in sources)
         batch = np.zeros((len(sources), width), np.int32)
@@ -81,7 +95,9 @@ class Translator:
         steps = max_length if max_length is not None else self.default_max_length(width)
         return self._decode(tf.constant(batch), tf.constant(steps, tf.int32)).numpy().tolist()
 
-    def translate(self, lines: Iterable[str], batch_size: int = 64, max_length: int | None = None) -> list[str]:
+    def translate(
+        self, lines: Iterable[str], batch_size: int = 64, max_length: int | None = None
+    ) -> list[str]:
         """One translation per input line, in order. Empty or blank lines translate to ``""``."""
         if batch_size < 1:
             raise ConfigError(f"batch_size must be an integer >= 1; got {batch_size}")
@@ -95,6 +111,6 @@ class Translator:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             decoded = self.translate_ids([encoded[i] for i in chunk], max_length)
-            for i, ids in zip(chunk, decoded):
+            for i, ids in zip(chunk, decoded, strict=True):
                 outputs[i] = self.target.decode(ids)
         return outputs

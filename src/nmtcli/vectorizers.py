@@ -105,8 +105,9 @@ class Vocabulary:
         return len(self.tokens)
 
     @classmethod
-    def build(cls, token_lists: Iterable[Sequence[str]], max_size: int | None = None,
-              min_count: int = 1) -> Vocabulary:
+    def build(
+        cls, token_lists: Iterable[Sequence[str]], max_size: int | None = None, min_count: int = 1
+    ) -> Vocabulary:
         """Most frequent tokens first (ties broken by the token), specials reserved at the front."""
         counts: Counter[str] = Counter()
         for tokens in token_lists:

@@ -90,4 +90,6 @@ def resolve_model_dir(path: str | os.PathLike | None, workspace: Workspace) -> P
         return Workspace(path).latest_run()
     if path.name == "runs" or (path / "LATEST").is_file():
         return Workspace(path.parent).latest_run()
-    raise ModelError(f"{path}: not an nmtcli model folder (no config.json); pass a run folder from `nmt train`")
+    raise ModelError(
+        f"{path}: not an nmtcli model folder (no config.json); pass a run folder from `nmt train`"
+    )

@@ -19,14 +19,31 @@ class Seq2Seq(keras.Model):
     - ``next(tokens [B], state, memory) -> (logits [B, V], state)``: one decoding step.
     """
 
-    def __init__(self, source_vocab_size: int, target_vocab_size: int, embedding_dim: int,
-                 units: int, dropout: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        source_vocab_size: int,
+        target_vocab_size: int,
+        embedding_dim: int,
+        units: int,
+        dropout: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.source_vocab_size = source_vocab_size
         self.target_vocab_size = target_vocab_size
         self.embedding_dim = embedding_dim
         self.units = units
         self.dropout = dropout
+        # Layers every architecture has; subclasses add their recurrent layers.
+        self.source_embedding = keras.layers.Embedding(
+            source_vocab_size, embedding_dim, mask_zero=True, name="source_embedding"
+        )
+        self.target_embedding = keras.layers.Embedding(
+            target_vocab_size, embedding_dim, mask_zero=True, name="target_embedding"
+        )
+        self.embedding_dropout = keras.layers.Dropout(dropout)
+        self.output_dropout = keras.layers.Dropout(dropout)
+        self.output_projection = keras.layers.Dense(target_vocab_size, name="output_projection")
 
     def call(self, inputs, training=False):
         """``(source [B, S], target_in [B, T]) -> logits [B, T, V]``."""
@@ -56,3 +73,8 @@ class Seq2Seq(keras.Model):
     @staticmethod
     def source_mask(source):
         return ops.not_equal(source, 0)
+
+    def embed_step(self, tokens):
+        """``tokens [B] -> [B, E]``: a plain lookup, since the layer would attach a padding mask
+        that recurrent cells cannot take."""
+        return ops.take(self.target_embedding.embeddings, tokens, axis=0)

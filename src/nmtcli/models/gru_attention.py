@@ -33,11 +33,10 @@ class AdditiveAttention(keras.layers.Layer):
         return self.key_projection(values)
 
     def call(self, query, values, keys, values_mask):
-        """``query [B, T, Q], values [B, S, D], keys [B, S, units] -> (context [B, T, D], weights [B, T, S])``."""
+        """``query [B, T, Q], values [B, S, D], keys [B, S, units]``
+        ``-> (context [B, T, D], weights [B, T, S])``."""
         projected = self.query_projection(query)
-        return self.score(
-            [projected, values, keys], mask=[None, values_mask], return_attention_scores=True
-        )
+        return self.score([projected, values, keys], mask=[None, values_mask], return_attention_scores=True)
 
     def get_config(self):
         config = super().get_config()
@@ -50,12 +49,6 @@ class GruAttentionSeq2Seq(Seq2Seq):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         units = self.units
-        self.source_embedding = keras.layers.Embedding(
-            self.source_vocab_size, self.embedding_dim, mask_zero=True, name="source_embedding"
-        )
-        self.target_embedding = keras.layers.Embedding(
-            self.target_vocab_size, self.embedding_dim, mask_zero=True, name="target_embedding"
-        )
         self.encoder_rnn = keras.layers.Bidirectional(
             keras.layers.GRU(units, return_sequences=True, return_state=True), name="encoder_gru"
         )
@@ -65,9 +58,6 @@ class GruAttentionSeq2Seq(Seq2Seq):
         )
         self.attention = AdditiveAttention(units, name="attention")
         self.attention_output = keras.layers.Dense(units, activation="tanh", name="attention_output")
-        self.embedding_dropout = keras.layers.Dropout(self.dropout)
-        self.output_dropout = keras.layers.Dropout(self.dropout)
-        self.output_projection = keras.layers.Dense(self.target_vocab_size, name="output_projection")
 
     def encode(self, source, training=False):
         """``source [B, S] -> (values [B, S, 2u], keys [B, S, u], mask [B, S], state [B, u])``."""
@@ -90,16 +80,16 @@ class GruAttentionSeq2Seq(Seq2Seq):
     def decode(self, target_in, memory, training=False):
         embedded = self.embedding_dropout(self.target_embedding(target_in), training=training)
         outputs, _ = self.decoder_rnn(
-            embedded, initial_state=self.initial_state(memory), mask=self.source_mask(target_in),
+            embedded,
+            initial_state=self.initial_state(memory),
+            mask=self.source_mask(target_in),
             training=training,
         )
         logits, _ = self._readout(outputs, memory, training=training)
         return logits
 
     def next(self, tokens, state, memory):
-        # A plain lookup: the layer would attach a padding mask that the cell cannot take.
-        embedded = ops.take(self.target_embedding.embeddings, tokens, axis=0)
-        output, state = self.decoder_rnn.cell(embedded, state, training=False)
+        output, state = self.decoder_rnn.cell(self.embed_step(tokens), state, training=False)
         logits, _ = self._readout(ops.expand_dims(output, 1), memory)
         return ops.squeeze(logits, 1), list(state) if isinstance(state, (list, tuple)) else [state]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import keras
-from keras import ops
 
 from .base import Seq2Seq
 
@@ -18,19 +17,10 @@ class LstmSeq2Seq(Seq2Seq):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.source_embedding = keras.layers.Embedding(
-            self.source_vocab_size, self.embedding_dim, mask_zero=True, name="source_embedding"
-        )
-        self.target_embedding = keras.layers.Embedding(
-            self.target_vocab_size, self.embedding_dim, mask_zero=True, name="target_embedding"
-        )
         self.encoder_rnn = keras.layers.LSTM(self.units, return_state=True, name="encoder_lstm")
         self.decoder_rnn = keras.layers.LSTM(
             self.units, return_sequences=True, return_state=True, name="decoder_lstm"
         )
-        self.embedding_dropout = keras.layers.Dropout(self.dropout)
-        self.output_dropout = keras.layers.Dropout(self.dropout)
-        self.output_projection = keras.layers.Dense(self.target_vocab_size, name="output_projection")
 
     def encode(self, source, training=False):
         """``source [B, S] -> (h [B, units], c [B, units])``."""
@@ -45,12 +35,13 @@ class LstmSeq2Seq(Seq2Seq):
     def decode(self, target_in, memory, training=False):
         embedded = self.embedding_dropout(self.target_embedding(target_in), training=training)
         outputs, _, _ = self.decoder_rnn(
-            embedded, initial_state=list(memory), mask=self.source_mask(target_in), training=training
+            embedded,
+            initial_state=list(memory),
+            mask=self.source_mask(target_in),
+            training=training,
         )
         return self.output_projection(self.output_dropout(outputs, training=training))
 
     def next(self, tokens, state, memory):
-        # A plain lookup: the layer would attach a padding mask that the cell cannot take.
-        embedded = ops.take(self.target_embedding.embeddings, tokens, axis=0)
-        output, state = self.decoder_rnn.cell(embedded, state, training=False)
+        output, state = self.decoder_rnn.cell(self.embed_step(tokens), state, training=False)
         return self.output_projection(output), list(state)
