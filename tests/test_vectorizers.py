@@ -132,11 +132,6 @@ def test_make_tokenizer() -> None:
         make_tokenizer("subword")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: WordTokenizer splits words at combining marks (Mn/Mc), which are not \\w in "
-    "Python's re, so Hindi and Thai words are shredded into consonants and vowel signs",
-)
 @pytest.mark.parametrize("text", ["नमस्ते", "สวัสดี"])
 def test_combining_marks_stay_inside_words(word: WordTokenizer, text: str) -> None:
     assert word.tokenize(text) == [text]
@@ -240,11 +235,6 @@ def test_char_vocabulary_with_space_and_line_separator_round_trips(tmp_path) -> 
     assert loaded.index["\u2028"] == 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Vocabulary.load reads with universal newlines (Path.read_text), so a token "
-    "'\\r' saved as '\\r\\n' loads back as an empty token",
-)
 def test_carriage_return_token_round_trips(tmp_path) -> None:
     tokens = [*SPECIALS, "\r", "a"]
     path = tmp_path / "v.txt"

@@ -70,13 +70,16 @@ def _decode(raw: bytes, encoding: str, where: str) -> str:
         raise CorpusError(f"unknown encoding {encoding!r}") from None
 
 
-def read_lines(stream: BinaryIO, name: str, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
-    """Numbered, decoded lines of a binary stream without line endings (LF or CRLF); no BOM."""
+def read_lines(
+    stream: BinaryIO, name: str, encoding: str = "utf-8", keep_ends: bool = False
+) -> Iterator[tuple[int, str]]:
+    """Numbered, decoded lines of a binary stream, without line endings (LF or CRLF) unless
+    ``keep_ends``; a leading UTF-8 BOM is dropped. A decoding error names the line."""
     for number, raw in enumerate(stream, 1):
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
         text = _decode(raw, encoding, f"{name}:{number}")
-        yield number, text.rstrip("\n").rstrip("\r")
+        yield number, text if keep_ends else text.rstrip("\n").rstrip("\r")
 
 
 def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
@@ -93,6 +96,8 @@ def detect_format(path: Path, target_path: Path | None) -> str:
         return "tsv"
     with open(path, "rb") as handle:
         head = handle.read(65536)
+    if not head.strip():
+        return "tsv"  # empty: reading it then says so
     first = head.split(b"\n", 1)[0]
     if b"\t" in head:
         return "tsv"
@@ -153,15 +158,13 @@ def _read_tsv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pai
 
 
 def _read_csv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pair]:
-    encoding = (
-        "utf-8-sig" if config.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else config.encoding
-    )
-    try:
-        with open(path, encoding=encoding, newline="") as handle:
-            reader = csv.reader(handle)
-            try:
-                header = next(reader)
-            except StopIteration:
+    with open(path, "rb") as handle:
+        # Decoded line by line, ends kept for quoted multi-line fields, so that errors name the line.
+        lines = (text for _, text in read_lines(handle, str(path), config.encoding, keep_ends=True))
+        reader = csv.reader(lines)
+        try:
+            header = next(reader, None)
+            if header is None:
                 return
             src = _column_index(config.source_column, 0, header, path)
             tgt = _column_index(config.target_column, 1, header, path)
@@ -174,15 +177,8 @@ def _read_csv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pai
                     bad(f"{where}: expected at least {need} columns, found {len(row)}")
                     continue
                 yield Pair(row[src], row[tgt], where)
-    except UnicodeDecodeError as exc:
-        raise CorpusError(
-            f"{path}: not valid {config.encoding} near byte {exc.start}; "
-            "convert the file to UTF-8 or pass --encoding"
-        ) from None
-    except csv.Error as exc:
-        raise CorpusError(f"{path}: malformed CSV ({exc})") from None
-    except LookupError:
-        raise CorpusError(f"unknown encoding {config.encoding!r}") from None
+        except csv.Error as exc:
+            raise CorpusError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
 
 
 def _read_aligned(path: Path, target_path: Path, config: PrepareConfig) -> Iterator[Pair]:
@@ -236,16 +232,15 @@ def read_pairs(
 
 
 def normalize(text: str, lowercase: bool = False) -> str:
-    """NFC; control and format characters removed; every run of whitespace becomes one space."""
-    text = unicodedata.normalize("NFC", text)
+    """Control and format characters removed; every run of whitespace one space; then NFC."""
     if any(unicodedata.category(c) in ("Cc", "Cf") or c == JOINER for c in text):
         text = "".join(
             " " if c.isspace() else c
             for c in text
             if c.isspace() or (unicodedata.category(c) not in ("Cc", "Cf") and c != JOINER)
         )
-    text = " ".join(text.split())
-    return text.lower() if lowercase else text
+    text = unicodedata.normalize("NFC", " ".join(text.split()))
+    return unicodedata.normalize("NFC", text.lower()) if lowercase else text
 
 
 def _drop_reason(source: str, target: str, config: PrepareConfig, words: Any) -> str | None:

@@ -12,10 +12,11 @@ This module needs no TensorFlow: ``nmt prepare`` runs without it.
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+import regex
 
 from .errors import DataError
 from .files import atomic_write_text
@@ -25,11 +26,14 @@ SPECIALS = (PAD, UNK, START, END)
 PAD_ID, UNK_ID, START_ID, END_ID = range(4)
 JOINER = "\uffed"
 
-_PIECE = re.compile(r"\w+(?:['’\-]\w+)*|[^\w\s]")
+# Words are letters, digits and combining marks (so Devanagari or Thai words stay whole), with
+# apostrophes and hyphens inside; any other character is a punctuation piece with its marks.
+_PIECE = regex.compile(r"[\w\p{M}]+(?:['’\-][\w\p{M}]+)*|[^\w\s\p{M}]\p{M}*")
+_WORD_START = regex.compile(r"[\w\p{M}]")
 
 
 def _is_word(piece: str) -> bool:
-    return piece[0].isalnum() or piece[0] == "_"
+    return _WORD_START.match(piece) is not None
 
 
 class WordTokenizer:
@@ -136,13 +140,16 @@ class Vocabulary:
         return tokens
 
     def save(self, path: str | os.PathLike) -> None:
+        if any("\n" in token for token in self.tokens):
+            raise DataError("a vocabulary token contains a line break and cannot be saved")
         atomic_write_text(path, "".join(token + "\n" for token in self.tokens))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocabulary:
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            with open(path, encoding="utf-8", newline="") as handle:  # keep "\r" tokens intact
+                text = handle.read()
         except FileNotFoundError:
             raise DataError(f"{path}: vocabulary file is missing") from None
         except (OSError, UnicodeDecodeError) as exc:
