@@ -16,6 +16,15 @@ import pytest
 # Before anything imports TensorFlow: no C++ start-up chatter in test output.
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
+
+def pytest_configure(config) -> None:
+    # Keras 3 with NumPy 2 warns on every tensor-to-array conversion; the noise hides real warnings.
+    config.addinivalue_line(
+        "filterwarnings",
+        "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning",
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # A learnable synthetic corpus: word-by-word "translation" of short phrases over a ten-word vocabulary.
 # Every source containing "small" has two translations (chico / pequeño), so grouped splits hold some

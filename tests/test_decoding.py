@@ -97,15 +97,11 @@ def test_a_nested_state_is_threaded_through_every_step() -> None:
     ids = greedy_search(next_fn, state, batch_size=2, max_length=30).numpy()
     # Row 0 sums 2 (start), then 4s: 2, 6, 10, 14, 18, 22 -> END at step 6. Row 1 starts at 15:
     # 17, 21 -> END at step 2.
-    np.testing.assert_array_equal(
-        ids, [[4, 4, 4, 4, 4, END_ID], [4, END_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID]]
-    )
+    np.testing.assert_array_equal(ids, [[4, 4, 4, 4, 4, END_ID], [4, END_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID]])
 
 
 def test_works_inside_tf_function_with_dynamic_batch_and_length() -> None:
-    @tf.function(
-        input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)]
-    )
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32)])
     def decode(row_ends, max_length):
         # Row r emits 5 until step row_ends[r], then END: a scripted decoder with a dynamic batch.
         def next_fn(tokens, step):
@@ -115,9 +111,7 @@ def test_works_inside_tf_function_with_dynamic_batch_and_length() -> None:
         return greedy_search(next_fn, tf.constant(0), tf.shape(row_ends)[0], max_length)
 
     ids = decode(tf.constant([2, 0, 1]), tf.constant(10)).numpy()
-    np.testing.assert_array_equal(
-        ids, [[5, 5, END_ID], [END_ID, PAD_ID, PAD_ID], [5, END_ID, PAD_ID]]
-    )
+    np.testing.assert_array_equal(ids, [[5, 5, END_ID], [END_ID, PAD_ID, PAD_ID], [5, END_ID, PAD_ID]])
     # Same trace, other batch size and a cap that cuts a row short.
     ids = decode(tf.constant([4, 6]), tf.constant(3)).numpy()
     np.testing.assert_array_equal(ids, [[5, 5, 5], [5, 5, 5]])

@@ -40,8 +40,9 @@ def workspace(tmp_path_factory) -> Path:
     result = nmt("prepare", str(SPA), "--limit", "3000", "--json", cwd=cwd)
     manifest = json.loads(result.stdout)
     assert manifest["counts"]["read"] == 3000
-    assert manifest["counts"]["train"] + manifest["counts"]["valid"] + manifest["counts"]["test"] == (
-        manifest["counts"]["kept"]
+    assert (
+        manifest["counts"]["train"] + manifest["counts"]["valid"] + manifest["counts"]["test"]
+        == (manifest["counts"]["kept"])
     )
     assert (cwd / "nmt-workspace" / "data" / "train.tsv").is_file()
     return cwd
@@ -50,12 +51,12 @@ def workspace(tmp_path_factory) -> Path:
 SMALL = ["--embedding-dim", "32", "--units", "64", "--batch-size", "32", "--patience", "0"]
 
 
-@pytest.mark.parametrize(
-    ("arch", "level", "epochs"), [("gru-attention", "word", "4"), ("lstm", "char", "3")]
-)
+@pytest.mark.parametrize(("arch", "level", "epochs"), [("gru-attention", "word", "4"), ("lstm", "char", "3")])
 def test_train_evaluate_translate(workspace: Path, arch: str, level: str, epochs: str) -> None:
     trained = json.loads(
-        nmt("train", "--arch", arch, "--level", level, "--epochs", epochs, *SMALL, "--json", cwd=workspace).stdout
+        nmt(
+            "train", "--arch", arch, "--level", level, "--epochs", epochs, *SMALL, "--json", cwd=workspace
+        ).stdout
     )
     run = Path(trained["run"])
     if not run.is_absolute():

@@ -58,33 +58,39 @@ def _open_checked(path: Path, what: str = "corpus") -> Path:
     return path
 
 
-def _decode(raw: bytes, encoding: str, where: str) -> str:
+def _decode(raw: bytes, encoding: str, where: str, hint: str) -> str:
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as exc:
         raise CorpusError(
-            f"{where}: not valid {encoding} (byte {exc.start + 1} of the line); "
-            "convert the file to UTF-8 or pass --encoding"
+            f"{where}: not valid {encoding} (byte {exc.start + 1} of the line); {hint}"
         ) from None
     except LookupError:
         raise CorpusError(f"unknown encoding {encoding!r}") from None
 
 
+_ENCODING_HINT = "convert it to UTF-8 or pass --encoding"
+
+
 def read_lines(
-    stream: BinaryIO, name: str, encoding: str = "utf-8", keep_ends: bool = False
+    stream: BinaryIO,
+    name: str,
+    encoding: str = "utf-8",
+    keep_ends: bool = False,
+    hint: str = "convert it to UTF-8",
 ) -> Iterator[tuple[int, str]]:
     """Numbered, decoded lines of a binary stream, without line endings (LF or CRLF) unless
-    ``keep_ends``; a leading UTF-8 BOM is dropped. A decoding error names the line."""
+    ``keep_ends``; a leading UTF-8 BOM is dropped. A decoding error names the line and gives ``hint``."""
     for number, raw in enumerate(stream, 1):
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
-        text = _decode(raw, encoding, f"{name}:{number}")
+        text = _decode(raw, encoding, f"{name}:{number}", hint)
         yield number, text if keep_ends else text.rstrip("\n").rstrip("\r")
 
 
 def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     with open(path, "rb") as handle:
-        yield from read_lines(handle, str(path), encoding)
+        yield from read_lines(handle, str(path), encoding, hint=_ENCODING_HINT)
 
 
 def detect_format(path: Path, target_path: Path | None) -> str:
@@ -160,7 +166,8 @@ def _read_tsv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pai
 def _read_csv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pair]:
     with open(path, "rb") as handle:
         # Decoded line by line, ends kept for quoted multi-line fields, so that errors name the line.
-        lines = (text for _, text in read_lines(handle, str(path), config.encoding, keep_ends=True))
+        numbered = read_lines(handle, str(path), config.encoding, keep_ends=True, hint=_ENCODING_HINT)
+        lines = (text for _, text in numbered)
         reader = csv.reader(lines)
         try:
             header = next(reader, None)
@@ -311,6 +318,16 @@ def _write_split(path: Path, pairs: list[tuple[str, str]]) -> None:
             handle.write(f"{source}\t{target}\n")
 
 
+def _check_replaceable(out_dir: Path) -> None:
+    """Only an empty folder or an earlier prepared-data folder may be replaced."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir}: exists and is not a folder; choose another --output")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "manifest.json").is_file():
+        raise DataError(
+            f"{out_dir}: folder exists and does not hold prepared data; choose another --output or remove it"
+        )
+
+
 def _replace_dir(tmp_dir: Path, out_dir: Path) -> None:
     """Move a finished folder into place; the old one is removed only once the new one is there."""
     old = None
@@ -337,6 +354,7 @@ def prepare(
     config = config or PrepareConfig()
     corpus = Path(corpus)
     output_dir = Path(output_dir)
+    _check_replaceable(output_dir)
     word_tokenizer = make_tokenizer("word")
     bad = _BadLines(config.on_bad_line, warn)
 

@@ -17,6 +17,7 @@ import sacrebleu
 import tensorflow as tf
 
 from . import __version__
+from .errors import DataError
 from .pipeline import EncodedPairs, make_dataset
 from .translator import Translator
 
@@ -106,6 +107,12 @@ def evaluate(
 
     Perplexity is computed on every (source, reference) pair.
     """
+    if not sources:
+        raise DataError(
+            "nothing to score: no source sentences (is the split empty? see --test-size, --source)"
+        )
+    if len(references) != len(sources):
+        raise DataError(f"{len(sources)} source sentences but {len(references)} sets of references")
     hypotheses = translator.translate(sources, batch_size=batch_size, max_length=max_length)
     streams = reference_streams(references)
     scores, single, signatures = {}, {}, {}

@@ -1,0 +1,501 @@
+"""The `nmt` command line, driven in-process with Typer's CliRunner.
+
+Every command gets ``--workspace`` explicitly, so nothing depends on the working directory.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nmtcli.cli import app
+
+TINY_TRAIN = [
+    "--arch",
+    "lstm",
+    "--embedding-dim",
+    "8",
+    "--units",
+    "16",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "16",
+    "--learning-rate",
+    "0.01",
+    "--patience",
+    "0",
+]
+SPLIT = ["--valid-size", "10", "--test-size", "10", "--seed", "1"]
+
+
+def nmt(*args, input: str | bytes | None = None):
+    """Run ``nmt ARGS`` in-process; stdout and stderr come back separately."""
+    return CliRunner().invoke(app, [str(a) for a in args], input=input)
+
+
+def assert_ok(result) -> None:
+    assert result.exit_code == 0, f"exit {result.exit_code}\n{result.output}\n{result.exception!r}"
+
+
+def assert_error(result, *fragments: str) -> str:
+    """Exit code 1 from the error handler: one line on stderr, nothing on stdout, no traceback."""
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an uncaught error
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("nmt: error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert result.stdout == ""
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_corpus) -> dict:
+    """A workspace where `nmt prepare` and `nmt train --json` ran; the train summary, parsed."""
+    workspace = tmp_path_factory.mktemp("cli") / "ws"
+    assert_ok(nmt("prepare", tiny_corpus, "--workspace", workspace, *SPLIT))
+    result = nmt("train", "--workspace", workspace, *TINY_TRAIN, "--json")
+    assert_ok(result)
+    summary = json.loads(result.stdout)
+    summary["workspace"] = workspace
+    summary["stderr"] = result.stderr
+    return summary
+
+
+@pytest.fixture(scope="module")
+def workspace(trained) -> Path:
+    return trained["workspace"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(trained) -> Path:
+    return Path(trained["run"])
+
+
+@pytest.fixture(scope="module")
+def library_translations(run_dir):
+    """What the library says for given lines, to compare the command's output with."""
+    from nmtcli.translator import Translator
+
+    translator = Translator.load(run_dir)
+    return translator.translate
+
+
+# --------------------------------------------------------------------------------------------------
+# Help and version
+
+
+def test_help_lists_the_commands() -> None:
+    result = nmt("--help")
+    assert_ok(result)
+    for command in ("prepare", "train", "evaluate", "translate"):
+        assert command in result.stdout
+    for command in ("prepare", "train", "evaluate", "translate"):
+        assert_ok(nmt(command, "--help"))
+
+
+def test_version() -> None:
+    from nmtcli import __version__
+
+    result = nmt("--version")
+    assert_ok(result)
+    assert result.stdout.strip() == f"nmtcli {__version__}"
+
+
+# --------------------------------------------------------------------------------------------------
+# prepare
+
+
+def test_prepare_prints_a_summary_and_writes_the_data_folder(tmp_path, tiny_corpus, tiny_pairs) -> None:
+    workspace = tmp_path / "ws"
+    result = nmt("prepare", tiny_corpus, "--workspace", workspace, *SPLIT)
+    assert_ok(result)
+    assert "pairs read" in result.stdout and "pairs kept" in result.stdout
+    assert str(len(tiny_pairs)) in result.stdout
+    assert "word vocab source / target" in result.stdout
+    data = workspace / "data"
+    for name in (
+        "train.tsv",
+        "valid.tsv",
+        "test.tsv",
+        "manifest.json",
+        "vocab/source.word.txt",
+        "vocab/target.char.txt",
+    ):
+        assert (data / name).is_file(), name
+    rows = sum(
+        len((data / f"{s}.tsv").read_text(encoding="utf-8").splitlines()) for s in ("train", "valid", "test")
+    )
+    assert rows == len(tiny_pairs)
+
+
+def test_prepare_json_is_valid_json(tmp_path, tiny_corpus, tiny_pairs) -> None:
+    out = tmp_path / "elsewhere"
+    result = nmt("prepare", tiny_corpus, "--workspace", tmp_path / "ws", "--output", out, *SPLIT, "--json")
+    assert_ok(result)
+    manifest = json.loads(result.stdout)
+    assert manifest["output"] == str(out)
+    assert manifest["counts"]["read"] == manifest["counts"]["kept"] == len(tiny_pairs)
+    assert manifest["counts"]["valid_sources"] == manifest["counts"]["test_sources"] == 10
+    assert (out / "manifest.json").is_file()
+    assert not (tmp_path / "ws").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# train and evaluate
+
+
+def test_train_writes_a_run_and_reports_progress_on_stderr(trained, workspace, run_dir) -> None:
+    assert run_dir.parent == workspace / "runs"
+    assert (run_dir / "model.keras").is_file()
+    assert (workspace / "runs" / "LATEST").read_text(encoding="utf-8").strip() == run_dir.name
+    assert trained["epochs"] == 2 and trained["best_epoch"] in (1, 2)
+    assert trained["parameters"] > 0
+    assert "epoch 1/2" in trained["stderr"] and "epoch 2/2" in trained["stderr"]
+
+
+def test_evaluate_json(workspace, run_dir) -> None:
+    result = nmt("evaluate", "--workspace", workspace, "--json")
+    assert_ok(result)
+    scores = json.loads(result.stdout)
+    assert set(scores["scores"]) == {"bleu", "chrf"}
+    for name in ("bleu", "chrf"):
+        assert 0 <= scores["scores"][name] <= 100
+        assert "nrefs:" in scores["signatures"][name]
+    assert scores["perplexity"] > 1
+    assert scores["model"] == run_dir.name
+    assert scores["sentences"] == 10
+    assert scores["nmtcli_signature"].startswith("nmtcli:")
+
+
+def test_evaluate_ter_prints_a_table_and_signatures(workspace) -> None:
+    result = nmt("evaluate", "--workspace", workspace, "--ter")
+    assert_ok(result)
+    assert "TER" in result.stdout and "BLEU" not in result.stdout
+    assert "perplexity" in result.stdout
+    signature_lines = [line for line in result.stdout.splitlines() if line.startswith("ter:")]
+    assert len(signature_lines) == 1 and "nrefs:" in signature_lines[0]
+    assert any(line.startswith("nmtcli: nmtcli:") for line in result.stdout.splitlines())
+
+
+def test_evaluate_own_files_with_two_references(tmp_path, workspace, run_dir) -> None:
+    (tmp_path / "src.txt").write_text("red cat.\ndog.\n", encoding="utf-8")
+    (tmp_path / "ref1.txt").write_text("gato rojo.\nperro.\n", encoding="utf-8")
+    (tmp_path / "ref2.txt").write_text("rojo gato.\nel perro.\n", encoding="utf-8")
+    hypotheses = tmp_path / "hyp.txt"
+    result = nmt(
+        "evaluate",
+        "--workspace",
+        workspace,
+        "--model",
+        run_dir,
+        "--source",
+        tmp_path / "src.txt",
+        "--reference",
+        tmp_path / "ref1.txt",
+        "--reference",
+        tmp_path / "ref2.txt",
+        "--output",
+        hypotheses,
+        "--json",
+    )
+    assert_ok(result)
+    scores = json.loads(result.stdout)
+    assert (scores["sentences"], scores["references"]) == (2, 4)
+    assert "nrefs:2" in scores["signatures"]["bleu"]
+    assert len(hypotheses.read_text(encoding="utf-8").splitlines()) == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# translate
+
+
+LINES = ["red cat.", "", "big dog runs.", "dog."]
+
+
+def test_translate_arguments(workspace, library_translations) -> None:
+    result = nmt("translate", "--workspace", workspace, *LINES)
+    assert_ok(result)
+    assert result.stdout.endswith("\n")
+    out = result.stdout.split("\n")[:-1]
+    assert out == library_translations(LINES)
+    assert out[1] == ""
+
+
+def test_translate_input_file(tmp_path, workspace, library_translations) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    result = nmt("translate", "--workspace", workspace, "--input", source)
+    assert_ok(result)
+    assert result.stdout.split("\n")[:-1] == library_translations(LINES)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_translate_stdin_gives_one_line_per_input_line(workspace, library_translations, newline) -> None:
+    result = nmt("translate", "--workspace", workspace, input=newline.join(LINES) + newline)
+    assert_ok(result)
+    assert result.stdout.split("\n")[:-1] == library_translations(LINES)
+
+
+def test_translate_stdin_without_a_final_newline(workspace) -> None:
+    result = nmt("translate", "--workspace", workspace, input="red cat.\n\ndog.")
+    assert_ok(result)
+    assert len(result.stdout.split("\n")[:-1]) == 3
+
+
+def test_translate_output_file(tmp_path, workspace, run_dir, library_translations) -> None:
+    target = tmp_path / "out" / "translations.txt"
+    result = nmt(
+        "translate", "--model", run_dir, "--workspace", tmp_path / "no-ws", "--output", target, *LINES
+    )
+    assert_ok(result)
+    assert result.stdout == ""
+    assert target.read_text(encoding="utf-8") == "".join(line + "\n" for line in library_translations(LINES))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["translations.txt"]
+
+
+def test_translate_max_length(workspace) -> None:
+    result = nmt("translate", "--workspace", workspace, "--max-length", "1", *LINES)
+    assert_ok(result)
+    for line in result.stdout.split("\n")[:-1]:
+        assert len(line.split()) <= 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors: exit code 1, one line on stderr
+
+
+def test_prepare_missing_corpus(tmp_path) -> None:
+    assert_error(nmt("prepare", tmp_path / "missing.txt", "-w", tmp_path / "ws"), "not found")
+    assert not (tmp_path / "ws" / "data").exists()
+
+
+def test_prepare_corpus_is_a_directory(tmp_path) -> None:
+    assert_error(nmt("prepare", tmp_path, "-w", tmp_path / "ws"), "directory")
+
+
+def test_prepare_empty_corpus(tmp_path) -> None:
+    corpus = tmp_path / "empty.tsv"
+    corpus.write_bytes(b"")
+    assert_error(nmt("prepare", corpus, "-w", tmp_path / "ws"), "empty")
+
+
+def test_prepare_line_without_a_tab(tmp_path) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("red cat.\tgato rojo.\nblue dog. perro azul.\n", encoding="utf-8")
+    assert_error(nmt("prepare", corpus, "-w", tmp_path / "ws"), f"{corpus}:2", "--on-bad-line")
+
+
+def test_prepare_latin1_bytes(tmp_path) -> None:
+    corpus = tmp_path / "latin1.tsv"
+    corpus.write_bytes("café.\tcafé.\n".encode("latin-1"))
+    assert_error(nmt("prepare", corpus, "-w", tmp_path / "ws"), "UTF-8", "--encoding")
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        (["--limit", "0"], "limit"),
+        (["--valid-size", "0.99", "--test-size", "0.5"], "valid_size + test_size"),
+        (["--max-words", "0"], "max_words"),
+    ],
+)
+def test_prepare_invalid_options(tmp_path, tiny_corpus, options, fragment) -> None:
+    assert_error(nmt("prepare", tiny_corpus, "-w", tmp_path / "ws", *options), fragment)
+    assert not (tmp_path / "ws").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        (["--epochs", "0"], "epochs"),
+        (["--units", "-1"], "units"),
+        (["--arch", "rnn"], "arch"),
+        (["--dropout", "1.0"], "dropout"),
+    ],
+)
+def test_train_invalid_options(tmp_path, options, fragment) -> None:
+    assert_error(nmt("train", "-w", tmp_path / "ws", *options), fragment)
+    assert not (tmp_path / "ws").exists()
+
+
+def test_train_without_prepared_data(tmp_path) -> None:
+    assert_error(nmt("train", "-w", tmp_path / "ws", *TINY_TRAIN), "nmt prepare")
+
+
+def test_translate_without_a_trained_model(tmp_path) -> None:
+    assert_error(nmt("translate", "-w", tmp_path / "ws", "red cat."), "no trained model")
+
+
+def test_translate_model_folder_without_config(tmp_path) -> None:
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    assert_error(nmt("translate", "--model", folder, "-w", tmp_path / "ws", "red cat."), "config.json")
+
+
+def test_translate_model_folder_of_an_unknown_format(tmp_path, run_dir) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    config = json.loads((copy / "config.json").read_text(encoding="utf-8"))
+    config["format_version"] = 999
+    (copy / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert_error(nmt("translate", "--model", copy, "-w", tmp_path / "ws", "red cat."), "999")
+
+
+def test_translate_batch_size_zero(workspace) -> None:
+    assert_error(nmt("translate", "-w", workspace, "--batch-size", "0", "red cat."), "batch-size")
+
+
+def test_translate_arguments_and_input_file_together(tmp_path, workspace) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("dog.\n", encoding="utf-8")
+    assert_error(nmt("translate", "-w", workspace, "--input", source, "red cat."), "not both")
+
+
+def test_translate_missing_input_file(tmp_path, workspace) -> None:
+    assert_error(nmt("translate", "-w", workspace, "--input", tmp_path / "nope.txt"), "not found")
+
+
+def test_evaluate_source_without_reference(tmp_path, workspace) -> None:
+    source = tmp_path / "src.txt"
+    source.write_text("red cat.\n", encoding="utf-8")
+    assert_error(nmt("evaluate", "-w", workspace, "--source", source), "--reference")
+
+
+def test_evaluate_references_of_the_wrong_length(tmp_path, workspace) -> None:
+    (tmp_path / "src.txt").write_text("red cat.\ndog.\n", encoding="utf-8")
+    (tmp_path / "ref.txt").write_text("gato rojo.\n", encoding="utf-8")
+    assert_error(
+        nmt(
+            "evaluate", "-w", workspace, "--source", tmp_path / "src.txt", "--reference", tmp_path / "ref.txt"
+        ),
+        "1 lines",
+    )
+
+
+def test_evaluate_unknown_split(workspace) -> None:
+    assert_error(nmt("evaluate", "-w", workspace, "--split", "bogus"), "--split")
+
+
+def test_evaluate_on_data_prepared_differently_is_refused(tmp_path, tiny_corpus, workspace) -> None:
+    other = tmp_path / "other-data"
+    assert_ok(
+        nmt(
+            "prepare",
+            tiny_corpus,
+            "--output",
+            other,
+            "--valid-size",
+            "10",
+            "--test-size",
+            "10",
+            "--seed",
+            "2",
+        )
+    )
+    assert_error(nmt("evaluate", "-w", workspace, "--data", other), "overlap")
+
+
+def test_train_into_a_non_empty_output_folder(tmp_path, workspace) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    assert_error(nmt("train", "-w", workspace, "--output", out, *TINY_TRAIN), "not empty")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_translate_output_under_a_file_is_a_one_line_error(tmp_path, workspace) -> None:
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    assert_error(nmt("translate", "-w", workspace, "--output", tmp_path / "a-file" / "out.txt", "red cat."))
+
+
+def test_translate_stdin_that_is_not_utf8(workspace) -> None:
+    assert_error(nmt("translate", "-w", workspace, input=b"red cat.\ncaf\xe9.\n"), "<stdin>:2")
+
+
+def test_translate_encoding_error_advises_only_options_translate_has(workspace) -> None:
+    line = assert_error(nmt("translate", "-w", workspace, input=b"caf\xe9.\n"))
+    help_text = nmt("translate", "--help").stdout
+    assert "--batch-size" in help_text and "--max-length" in help_text
+    advised = [word.strip(".,;()") for word in line.split() if word.startswith("--")]
+    for option in advised:
+        assert option in help_text, f"advises {option}, which translate does not accept"
+
+
+def test_translate_empty_stdin_prints_nothing(workspace) -> None:
+    result = nmt("translate", "-w", workspace, input="")
+    assert_ok(result)
+    assert result.stdout == ""
+
+
+def test_an_interrupt_exits_130_with_a_short_notice(tmp_path, workspace, monkeypatch) -> None:
+    import nmtcli.training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nmtcli.training, "train", interrupted)
+    result = nmt("train", "-w", workspace, *TINY_TRAIN)
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "nmt: interrupted"
+    assert "Traceback" not in result.output
+
+
+def test_evaluate_an_empty_source_file(tmp_path, workspace) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    assert_error(nmt("evaluate", "-w", workspace, "--source", empty, "--reference", empty))
+
+
+def test_evaluate_an_empty_test_split(tmp_path, workspace) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(workspace / "data", data)
+    (data / "test.tsv").write_bytes(b"")  # same manifest, so the overlap check passes
+    assert_error(nmt("evaluate", "-w", workspace, "--data", data), "test")
+
+
+def test_prepare_does_not_delete_an_unrelated_output_folder(tmp_path, tiny_corpus) -> None:
+    folder = tmp_path / "my-documents"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("years of work", encoding="utf-8")
+    result = nmt("prepare", tiny_corpus, "--output", folder, *SPLIT)
+    assert (folder / "thesis.txt").is_file(), "prepare deleted a folder it did not write"
+    assert_error(result, str(folder))
+
+
+def test_prepare_does_not_delete_a_file_given_as_output(tmp_path, tiny_corpus) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me", encoding="utf-8")
+    result = nmt("prepare", tiny_corpus, "--output", notes, *SPLIT)
+    assert notes.is_file() and notes.read_text(encoding="utf-8") == "keep me"
+    assert_error(result, str(notes))
+
+
+def test_a_failed_prepare_leaves_the_data_folder_untouched(tmp_path, tiny_corpus) -> None:
+    workspace = tmp_path / "ws"
+    assert_ok(nmt("prepare", tiny_corpus, "-w", workspace, *SPLIT))
+    before = snapshot(workspace)
+    assert "data/manifest.json" in before
+
+    latin1 = tmp_path / "latin1.tsv"
+    latin1.write_bytes(b"red cat.\tgato rojo.\ncaf\xe9.\tcaf\xe9.\n")
+    assert_error(nmt("prepare", latin1, "-w", workspace))
+    # Fails only after reading everything: too few sentences for the requested splits.
+    assert_error(
+        nmt("prepare", tiny_corpus, "-w", workspace, "--valid-size", "60", "--test-size", "60"), "too few"
+    )
+    assert_error(nmt("prepare", tiny_corpus, "-w", workspace, "--limit", "0"))
+
+    assert snapshot(workspace) == before
+    assert sorted(p.name for p in workspace.iterdir()) == ["data"]

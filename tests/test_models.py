@@ -1,0 +1,140 @@
+"""Both seq2seq architectures: shapes, serialization, step-wise decoding, masking, and the loss."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from nmtcli.config import ModelConfig
+from nmtcli.models import ARCHITECTURES, build_model
+from nmtcli.training import masked_loss
+from nmtcli.vectorizers import START_ID
+
+SOURCE_VOCAB, TARGET_VOCAB = 13, 11
+
+# Two sources of different lengths (row 0 padded), two targets of different lengths (row 1 padded).
+SOURCE = np.array([[4, 5, 6, 0, 0], [7, 8, 9, 10, 12]], np.int32)
+TARGET_IN = np.array([[START_ID, 4, 5, 6], [START_ID, 7, 8, 0]], np.int32)
+TARGET_LENGTHS = [4, 3]
+
+
+def tiny_config(arch: str) -> ModelConfig:
+    return ModelConfig(
+        arch=arch,
+        embedding_dim=8,
+        units=16,
+        dropout=0.0,
+        source_vocab_size=SOURCE_VOCAB,
+        target_vocab_size=TARGET_VOCAB,
+    )
+
+
+@pytest.fixture(scope="module", params=sorted(ARCHITECTURES))
+def model(request):
+    """An untrained, built model of each architecture (random weights are enough here)."""
+    keras.utils.set_random_seed(0)
+    built = build_model(tiny_config(request.param))
+    built.build()
+    return built
+
+
+def logits_of(model, source, target_in) -> np.ndarray:
+    return keras.ops.convert_to_numpy(model((source, target_in), training=False))
+
+
+def test_build_model_picks_the_configured_architecture() -> None:
+    for arch, cls in ARCHITECTURES.items():
+        built = build_model(tiny_config(arch))
+        assert type(built) is cls
+        assert (built.units, built.embedding_dim) == (16, 8)
+
+
+def test_output_shape_is_batch_by_time_by_target_vocab(model) -> None:
+    logits = logits_of(model, SOURCE, TARGET_IN)
+    assert logits.shape == (2, 4, TARGET_VOCAB)
+    assert np.isfinite(logits).all()
+    # Target length need not match source length.
+    assert logits_of(model, SOURCE[:, :2], TARGET_IN[:1].repeat(2, 0)).shape == (2, 4, TARGET_VOCAB)
+
+
+def test_get_config_from_config_round_trip(model) -> None:
+    config = model.get_config()
+    for key in ("source_vocab_size", "target_vocab_size", "embedding_dim", "units", "dropout"):
+        assert config[key] == getattr(model, key)
+    clone = type(model).from_config(config)
+    clone.build()
+    assert clone.get_config() == config
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(
+        logits_of(clone, SOURCE, TARGET_IN), logits_of(model, SOURCE, TARGET_IN), atol=1e-6
+    )
+
+
+def test_keras_file_reloads_in_safe_mode_with_the_same_outputs(model, tmp_path) -> None:
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+    assert type(reloaded) is type(model)
+    np.testing.assert_allclose(
+        logits_of(reloaded, SOURCE, TARGET_IN), logits_of(model, SOURCE, TARGET_IN), atol=1e-6
+    )
+
+
+def test_step_by_step_next_matches_teacher_forced_call(model) -> None:
+    expected = logits_of(model, SOURCE, TARGET_IN)
+    memory = model.encode(SOURCE, training=False)
+    state = model.initial_state(memory)
+    for t in range(TARGET_IN.shape[1]):
+        step_logits, state = model.next(TARGET_IN[:, t], state, memory)
+        step_logits = keras.ops.convert_to_numpy(step_logits)
+        assert step_logits.shape == (2, TARGET_VOCAB)
+        for row, length in enumerate(TARGET_LENGTHS):
+            if t < length:  # padded target positions are not predicted
+                np.testing.assert_allclose(
+                    step_logits[row], expected[row, t], atol=1e-5, err_msg=f"row {row}, step {t}"
+                )
+
+
+def test_extra_source_padding_does_not_change_outputs(model) -> None:
+    padded = np.pad(SOURCE, [(0, 0), (0, 4)])
+    np.testing.assert_allclose(
+        logits_of(model, padded, TARGET_IN), logits_of(model, SOURCE, TARGET_IN), atol=1e-5
+    )
+
+
+def test_a_sentence_alone_and_padded_in_a_batch_give_the_same_outputs(model) -> None:
+    batched = logits_of(model, SOURCE, TARGET_IN)
+    alone = logits_of(model, SOURCE[:1, :3], TARGET_IN[:1])
+    np.testing.assert_allclose(alone[0], batched[0], atol=1e-5)
+    # And a padded target row agrees with the same target unpadded, where it is defined.
+    alone = logits_of(model, SOURCE[1:], TARGET_IN[1:, :3])
+    np.testing.assert_allclose(alone[0], batched[1, :3], atol=1e-5)
+
+
+def test_the_source_matters(model) -> None:
+    """Guards the masking tests against a model that ignores its source altogether."""
+    other = SOURCE.copy()
+    other[:, 0] = [11, 11]
+    assert not np.allclose(logits_of(model, other, TARGET_IN), logits_of(model, SOURCE, TARGET_IN))
+
+
+def test_masked_loss_is_the_mean_over_real_tokens() -> None:
+    rng = np.random.default_rng(0)
+    target_out = np.array([[5, 6, 3, 0, 0], [7, 3, 0, 0, 0], [4, 4, 4, 4, 3]], np.int32)
+    logits = rng.normal(size=(3, 5, TARGET_VOCAB)).astype("float32")
+
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    token_nll = -np.take_along_axis(log_probs, target_out[..., None], -1)[..., 0]
+    real = target_out != 0
+    expected = token_nll[real].sum() / real.sum()  # 10 real tokens, not 15 positions
+
+    loss = float(keras.ops.convert_to_numpy(masked_loss()(target_out, logits)))
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+    # Changing the logits at padded positions changes nothing.
+    noisy = logits.copy()
+    noisy[~real] = rng.normal(scale=50.0, size=noisy[~real].shape)
+    assert float(keras.ops.convert_to_numpy(masked_loss()(target_out, noisy))) == pytest.approx(
+        loss, rel=1e-6
+    )

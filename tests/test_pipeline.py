@@ -1,0 +1,121 @@
+"""The tf.data pipeline: teacher-forcing shift, padding, bucketing, and exact batch counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from nmtcli.pipeline import EncodedPairs, bucket_boundaries, count_batches, make_dataset
+from nmtcli.vectorizers import END_ID, PAD_ID, START_ID, Vectorizer, Vocabulary, WordTokenizer
+
+
+@pytest.fixture(scope="module")
+def pairs(tiny_pairs) -> list[tuple[str, str]]:
+    return tiny_pairs[:45]
+
+
+@pytest.fixture(scope="module")
+def encoded(pairs) -> EncodedPairs:
+    tokenizer = WordTokenizer()
+    source = Vectorizer("word", Vocabulary.build(tokenizer.tokenize(s) for s, _ in pairs))
+    target = Vectorizer("word", Vocabulary.build(tokenizer.tokenize(t) for _, t in pairs))
+    return EncodedPairs(pairs, source, target)
+
+
+def examples(encoded: EncodedPairs) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """The id sequences (source, target with start and end) that went into ``encoded``."""
+    source_cuts = np.cumsum(encoded.source_lengths)[:-1]
+    target_cuts = np.cumsum(encoded.target_lengths)[:-1]
+    sources = np.split(encoded.source_values, source_cuts)
+    targets = np.split(encoded.target_values, target_cuts)
+    return [(tuple(s.tolist()), tuple(t.tolist())) for s, t in zip(sources, targets, strict=True)]
+
+
+def unpad(row: np.ndarray) -> tuple[int, ...]:
+    ids = row.tolist()
+    while ids and ids[-1] == PAD_ID:
+        ids.pop()
+    return tuple(ids)
+
+
+def batches(dataset) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    return [
+        (source.numpy(), target_in.numpy(), target_out.numpy()) for (source, target_in), target_out in dataset
+    ]
+
+
+def test_encoded_pairs_hold_start_and_end_on_targets_only(encoded, pairs) -> None:
+    assert len(encoded) == len(pairs)
+    for source, target in examples(encoded):
+        assert START_ID not in source and END_ID not in source
+        assert target[0] == START_ID and target[-1] == END_ID
+    assert encoded.target_tokens == int((encoded.target_lengths - 1).sum())
+
+
+def test_elements_are_source_and_shifted_target(encoded) -> None:
+    for source, target_in, target_out in batches(make_dataset(encoded, batch_size=8)):
+        assert source.dtype == target_in.dtype == target_out.dtype == np.int32
+        assert source.ndim == target_in.ndim == 2
+        assert target_in.shape == target_out.shape
+        assert len(source) == len(target_in)
+        assert (target_in[:, 0] == START_ID).all()
+        # target_out is target_in moved one step to the left, padding included.
+        np.testing.assert_array_equal(target_out[:, :-1], target_in[:, 1:])
+        # Each row ends exactly once, and only padding follows the end.
+        for row in target_out:
+            real = unpad(row)
+            assert real[-1] == END_ID and END_ID not in real[:-1]
+            assert PAD_ID not in real
+        # Padded to the longest row of the batch, not beyond.
+        assert max(len(unpad(row)) for row in source) == source.shape[1]
+        assert max(len(unpad(row)) for row in target_out) == target_out.shape[1]
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_every_example_appears_exactly_once_per_epoch(encoded, shuffle: bool) -> None:
+    expected = Counter(examples(encoded))
+    dataset = make_dataset(encoded, batch_size=4, shuffle=shuffle, seed=3)
+    for _ in range(2):  # two epochs over the same dataset
+        seen = Counter()
+        for source, target_in, target_out in batches(dataset):
+            for s, t_in, t_out in zip(source, target_in, target_out, strict=True):
+                seen[unpad(s), (int(t_in[0]), *unpad(t_out))] += 1
+        assert seen == expected
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 8, 1000])
+def test_count_batches_equals_the_number_of_batches(encoded, batch_size: int) -> None:
+    boundaries = bucket_boundaries(encoded.lengths)
+    counted = count_batches(encoded.lengths, boundaries, batch_size)
+    dataset = make_dataset(encoded, batch_size, shuffle=True, boundaries=boundaries)
+    assert len(batches(dataset)) == counted
+    assert int(dataset.cardinality()) == counted
+    assert all(len(b[0]) <= batch_size for b in batches(dataset))
+
+
+def test_count_batches_with_lengths_on_the_boundaries(encoded) -> None:
+    # Boundaries equal to existing lengths: a length equal to a bound goes to the next bucket.
+    lengths = sorted(set(encoded.lengths.tolist()))
+    assert len(lengths) >= 3, "the fixture corpus should have several lengths"
+    boundaries = lengths[1:3]
+    counted = count_batches(encoded.lengths, boundaries, batch_size=2)
+    assert len(batches(make_dataset(encoded, 2, boundaries=boundaries))) == counted
+
+
+def test_count_batches_by_hand() -> None:
+    lengths = np.array([1, 1, 1, 2, 2, 5, 9, 9])
+    # Buckets: [.., 2) holds 3, [2, 6) holds 3, [6, ..) holds 2.
+    assert count_batches(lengths, [2, 6], batch_size=2) == 2 + 2 + 1
+    assert count_batches(lengths, [2, 6], batch_size=3) == 1 + 1 + 1
+    assert count_batches(np.array([], np.int64), [1], batch_size=4) == 0
+
+
+def test_bucket_boundaries_are_increasing_and_cover_lengths() -> None:
+    lengths = np.arange(1, 101)
+    boundaries = bucket_boundaries(lengths, buckets=4)
+    assert boundaries == sorted(set(boundaries))
+    assert boundaries[0] > 1 and boundaries[-1] <= 101
+    assert bucket_boundaries(np.array([], np.int64)) == [1]
+    assert bucket_boundaries(np.array([3, 3, 3])) == [4]
