@@ -18,7 +18,8 @@ from rich.progress import (
 
 
 class RichProgress(keras.callbacks.Callback):
-    """The bar is drawn only on a terminal; the per-epoch lines always go to the console."""
+    """On a terminal, a live bar per epoch; elsewhere (logs, CI) a plain line at every tenth of an
+    epoch. The per-epoch summary lines always go to the console."""
 
     def __init__(self, console: Console | None = None):
         super().__init__()
@@ -45,12 +46,18 @@ class RichProgress(keras.callbacks.Callback):
         self._task = self._progress.add_task("train", total=self.params.get("steps"), loss="-")
 
     def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        shown = f"{float(loss):.4f}" if loss is not None else "-"
         if self._progress is not None:
-            loss = (logs or {}).get("loss")
-            self._progress.update(
-                self._task,
-                completed=batch + 1,
-                loss=f"{float(loss):.4f}" if loss is not None else "-",
+            self._progress.update(self._task, completed=batch + 1, loss=shown)
+            return
+        steps = self.params.get("steps") or 0
+        tenth = max(1, steps // 10)
+        if steps >= 200 and (batch + 1) % tenth == 0 and batch + 1 < steps:
+            self.console.print(
+                f"  {(batch + 1) / steps:4.0%} of epoch ({batch + 1}/{steps} batches)  loss {shown}  "
+                f"{time.perf_counter() - self._started:.0f}s",
+                highlight=False,
             )
 
     def on_epoch_end(self, epoch, logs=None):
