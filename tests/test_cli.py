@@ -306,9 +306,9 @@ def test_prepare_latin1_bytes(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
-        (["--limit", "0"], "limit"),
+        (["--limit", "0"], "--limit"),
         (["--valid-size", "0.99", "--test-size", "0.5"], "valid_size + test_size"),
-        (["--max-words", "0"], "max_words"),
+        (["--max-words", "0"], "--max-words"),
     ],
 )
 def test_prepare_invalid_options(tmp_path, tiny_corpus, options, fragment) -> None:
@@ -319,10 +319,10 @@ def test_prepare_invalid_options(tmp_path, tiny_corpus, options, fragment) -> No
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
-        (["--epochs", "0"], "epochs"),
-        (["--units", "-1"], "units"),
-        (["--arch", "rnn"], "arch"),
-        (["--dropout", "1.0"], "dropout"),
+        (["--epochs", "0"], "--epochs"),
+        (["--units", "-1"], "--units"),
+        (["--arch", "rnn"], "--arch"),
+        (["--dropout", "1.0"], "--dropout"),
     ],
 )
 def test_train_invalid_options(tmp_path, options, fragment) -> None:

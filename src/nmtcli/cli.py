@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from . import __version__
-from .errors import NmtError
+from .errors import ConfigError, NmtError
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -35,6 +35,10 @@ class NmtGroup(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except ConfigError as exc:
+            if os.environ.get("NMT_DEBUG"):
+                raise
+            _fail(exc.for_command_line())
         except NmtError as exc:
             if os.environ.get("NMT_DEBUG"):
                 raise
@@ -362,12 +366,9 @@ def train(
 
 
 def _read_text_lines(path: Path, what: str) -> list[str]:
-    from .corpus import read_lines
-    from .errors import CorpusError
+    from .corpus import check_readable, read_lines
 
-    if not path.is_file():
-        raise CorpusError(f"{path}: {what} file not found" if not path.exists() else f"{path}: not a file")
-    with open(path, "rb") as handle:
+    with open(check_readable(path, what), "rb") as handle:
         return [line for _, line in read_lines(handle, str(path))]
 
 
@@ -403,6 +404,7 @@ def evaluate(
     json_output: JsonOpt = False,
 ) -> None:
     """Score a model with sacrebleu (BLEU, chrF, TER) and perplexity; default metrics BLEU and chrF."""
+    from .config import check_decoding
     from .errors import ConfigError
 
     metrics = [name for name, chosen in (("bleu", bleu), ("chrf", chrf), ("ter", ter)) if chosen]
@@ -411,8 +413,7 @@ def evaluate(
         raise ConfigError(f"--split must be test, valid or train; got {split!r}")
     if (source is None) != (not reference):
         raise ConfigError("--source and --reference go together")
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1; got {batch_size}")
+    check_decoding(batch_size, max_length)
 
     _load_tensorflow()
     from .workspace import resolve_model_dir
@@ -535,16 +536,15 @@ def translate(
     max_length: MaxLengthOpt = None,
 ) -> None:
     """Translate sentences with greedy decoding: exactly one output line per input line."""
+    from .config import check_decoding
+    from .corpus import check_readable
     from .errors import ConfigError
 
     if sentences and input is not None:
         raise ConfigError("give sentences as arguments or with --input, not both")
-    if batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1; got {batch_size}")
-    if max_length is not None and max_length < 1:
-        raise ConfigError(f"--max-length must be >= 1; got {max_length}")
-    if input is not None and not input.is_file():
-        raise ConfigError(f"{input}: input file not found" if not input.exists() else f"{input}: not a file")
+    check_decoding(batch_size, max_length)
+    if input is not None:
+        check_readable(input, "input")
     _load_tensorflow()
     from .translator import Translator
 

@@ -23,7 +23,7 @@ Level = Literal["word", "char"]
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}", field=name)
 
 
 def _check_range(
@@ -37,7 +37,7 @@ def _check_range(
 ) -> None:
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-        raise ConfigError(f"{name} must be {kind}; got {value!r}")
+        raise ConfigError(f"{name} must be {kind}; got {value!r}", field=name)
     too_low = low is not None and (value < low if low_inclusive else value <= low)
     too_high = high is not None and value > high
     if too_low or too_high:
@@ -46,7 +46,7 @@ def _check_range(
             bounds.append(f"{'>=' if low_inclusive else '>'} {low}")
         if high is not None:
             bounds.append(f"<= {high}")
-        raise ConfigError(f"{name} must be {kind} {' and '.join(bounds)}; got {value!r}")
+        raise ConfigError(f"{name} must be {kind} {' and '.join(bounds)}; got {value!r}", field=name)
 
 
 class _Serializable:
@@ -95,7 +95,9 @@ class PrepareConfig(_Serializable):
             value = getattr(self, name)
             _check_range(name, value, 0, integer=False)
             if isinstance(value, float) and value >= 1 and not value.is_integer():
-                raise ConfigError(f"{name} must be a fraction below 1 or a whole count; got {value}")
+                raise ConfigError(
+                    f"{name} must be a fraction below 1 or a whole count; got {value}", field=name
+                )
         if 0 < self.valid_size < 1 and 0 < self.test_size < 1 and self.valid_size + self.test_size >= 1:
             raise ConfigError("valid_size + test_size must leave some data for training")
         if self.max_vocab is not None:
@@ -124,7 +126,7 @@ class ModelConfig(_Serializable):
         _check_range("units", self.units, 1, 8192)
         _check_range("dropout", self.dropout, 0, 1, integer=False)
         if self.dropout >= 1:
-            raise ConfigError(f"dropout must be below 1; got {self.dropout}")
+            raise ConfigError(f"dropout must be below 1; got {self.dropout}", field="dropout")
         _check_range("source_vocab_size", self.source_vocab_size, 0)
         _check_range("target_vocab_size", self.target_vocab_size, 0)
         _check_range("max_target_length", self.max_target_length, 0)
@@ -152,3 +154,10 @@ class TrainConfig(_Serializable):
             _check_range("clipnorm", self.clipnorm, 0, integer=False, low_inclusive=False)
         _check_range("patience", self.patience, 0)
         _check_range("seed", self.seed, 0)
+
+
+def check_decoding(batch_size: int, max_length: int | None) -> None:
+    """Validate the decoding options shared by ``translate`` and ``evaluate``."""
+    _check_range("batch_size", batch_size, 1, 65_536)
+    if max_length is not None:
+        _check_range("max_length", max_length, 1, 100_000)

@@ -48,7 +48,8 @@ class Pair:
 # Reading
 
 
-def _open_checked(path: Path, what: str = "corpus") -> Path:
+def check_readable(path: Path, what: str = "corpus") -> Path:
+    """``path`` if it is a readable file, else a CorpusError that says what is wrong."""
     if not path.exists():
         raise CorpusError(f"{path}: {what} file not found")
     if path.is_dir():
@@ -216,8 +217,8 @@ def read_pairs(
     ``config.reverse`` swaps the two sides; ``config.limit`` stops after that many pairs.
     """
     config = config or PrepareConfig()
-    path = _open_checked(Path(path))
-    target = _open_checked(Path(target_path)) if target_path is not None else None
+    path = check_readable(Path(path))
+    target = check_readable(Path(target_path)) if target_path is not None else None
     fmt = config.format if config.format != "auto" else detect_format(path, target)
     bad = bad_lines or _BadLines(config.on_bad_line, warn)
     if fmt == "aligned":

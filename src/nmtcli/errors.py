@@ -12,7 +12,21 @@ class NmtError(Exception):
 
 
 class ConfigError(NmtError, ValueError):
-    """An option or setting is out of range or inconsistent."""
+    """An option or setting is out of range or inconsistent.
+
+    ``field`` names the setting (``batch_size``) when the message starts with it, so that the command
+    line can say ``--batch-size`` instead.
+    """
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+    def for_command_line(self) -> str:
+        message = str(self)
+        if self.field and message.startswith(self.field):
+            return "--" + self.field.replace("_", "-") + message[len(self.field) :]
+        return message
 
 
 class CorpusError(NmtError):

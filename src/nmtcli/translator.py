@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from .config import ModelConfig
+from .config import ModelConfig, check_decoding
 from .corpus import normalize
 from .decoding import greedy_search
-from .errors import ConfigError, ModelError
+from .errors import ModelError
 from .files import read_json
 from .model_folder import load_model, load_vectorizers, read_config
 from .vectorizers import Vectorizer
@@ -99,10 +99,7 @@ class Translator:
         self, lines: Iterable[str], batch_size: int = 64, max_length: int | None = None
     ) -> list[str]:
         """One translation per input line, in order. Empty or blank lines translate to ``""``."""
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be an integer >= 1; got {batch_size}")
-        if max_length is not None and max_length < 1:
-            raise ConfigError(f"max_length must be an integer >= 1; got {max_length}")
+        check_decoding(batch_size, max_length)
         texts = [normalize(line, self.lowercase) for line in lines]
         encoded = [self.source.encode(text) for text in texts]
         outputs = [""] * len(texts)
