@@ -551,21 +551,30 @@ def translate(
     run_dir = _resolve_model(model, workspace)
 
     translator = Translator.load(run_dir)
-    chunks = _input_chunks(sentences, input, chunk=1024)
-    if output is None:
-        for chunk in chunks:
-            for line in translator.translate(chunk, batch_size=batch_size, max_length=max_length):
-                sys.stdout.write(line + "\n")
-            sys.stdout.flush()
-        return
-    from .files import atomic_open
+    truncated = 0
 
-    with atomic_open(output) as handle:
-        for chunk in chunks:
-            handle.writelines(
-                line + "\n"
-                for line in translator.translate(chunk, batch_size=batch_size, max_length=max_length)
-            )
+    def translations():
+        nonlocal truncated
+        for chunk in _input_chunks(sentences, input, chunk=1024):
+            yield translator.translate(chunk, batch_size=batch_size, max_length=max_length)
+            truncated += translator.truncated
+
+    if output is None:
+        for lines in translations():
+            sys.stdout.writelines(line + "\n" for line in lines)
+            sys.stdout.flush()
+    else:
+        from .files import atomic_open
+
+        with atomic_open(output) as handle:
+            for lines in translations():
+                handle.writelines(line + "\n" for line in lines)
+    if truncated:
+        typer.echo(
+            f"nmt: warning: {truncated} input line(s) longer than {translator.max_source_tokens} tokens "
+            "were cut to that length",
+            err=True,
+        )
 
 
 def _resolve_model(model: Path | None, workspace: Path | None) -> Path:

@@ -117,6 +117,7 @@ class ModelConfig(_Serializable):
     dropout: float = 0.1
     source_vocab_size: int = 0
     target_vocab_size: int = 0
+    max_source_length: int = 0  # longest training source in tokens; longer inputs are truncated
     max_target_length: int = 0  # longest training target in tokens; bounds decoding
 
     def __post_init__(self) -> None:
@@ -129,6 +130,7 @@ class ModelConfig(_Serializable):
             raise ConfigError(f"dropout must be below 1; got {self.dropout}", field="dropout")
         _check_range("source_vocab_size", self.source_vocab_size, 0)
         _check_range("target_vocab_size", self.target_vocab_size, 0)
+        _check_range("max_source_length", self.max_source_length, 0)
         _check_range("max_target_length", self.max_target_length, 0)
 
 

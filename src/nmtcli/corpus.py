@@ -13,7 +13,6 @@ split, so the test set never shares a source with training and multi-reference s
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import random
 import shutil
@@ -28,7 +27,7 @@ from typing import Any, BinaryIO
 from . import __version__
 from .config import PrepareConfig
 from .errors import CorpusError, DataError
-from .files import atomic_write_json, make_private_dir_public, read_json
+from .files import atomic_write_json, make_private_dir_public, read_json, sha256_file
 from .vectorizers import JOINER, UNK_ID, Vectorizer, Vocabulary, make_tokenizer
 
 DATA_FORMAT_VERSION = 1
@@ -153,6 +152,8 @@ def _read_tsv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pai
     src = _column_index(config.source_column, 0, None, path)
     tgt = _column_index(config.target_column, 1, None, path)
     need = max(src, tgt) + 1
+    # With the default columns the file is taken for an anki file: source, target, attribution.
+    most = 3 if config.source_column is None and config.target_column is None else None
     for number, line in _lines(path, config.encoding):
         if not line.strip():
             continue
@@ -160,6 +161,12 @@ def _read_tsv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pai
         where = f"{path}:{number}"
         if len(fields) < need:
             bad(f"{where}: expected at least {need} tab-separated columns, found {len(fields)}")
+            continue
+        if most is not None and len(fields) > most:
+            bad(
+                f"{where}: expected 2 or 3 tab-separated columns (source, target, attribution), found "
+                f"{len(fields)}; pick columns with --source-column/--target-column"
+            )
             continue
         yield Pair(fields[src], fields[tgt], where)
 
@@ -305,14 +312,6 @@ def split_grouped(
 # Preparing
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_split(path: Path, pairs: list[tuple[str, str]]) -> None:
     with open(path, "w", encoding="utf-8", newline="\n") as handle:
         for source, target in pairs:
@@ -409,9 +408,9 @@ def prepare(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "corpus": {
             "path": str(corpus.resolve()),
-            "sha256": _sha256(corpus),
+            "sha256": sha256_file(corpus),
             "target_path": str(Path(target_path).resolve()) if target_path else None,
-            "target_sha256": _sha256(Path(target_path)) if target_path else None,
+            "target_sha256": sha256_file(Path(target_path)) if target_path else None,
         },
         "settings": config.to_dict(),
         "counts": {

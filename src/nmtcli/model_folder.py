@@ -9,8 +9,12 @@
       vocab/target.txt     target vocabulary
       data-manifest.json   the manifest of the prepared data it was trained on
       history.csv/.json    per-epoch loss, perplexity, time
+      checksums.json       SHA-256 of the files above that a translator reads; checked at load
       state.json           running | complete
       backup/              resumable training state (removed when training completes)
+
+Loading never runs code from the folder: Keras safe mode, no pickle, and only the files named here,
+which must lie inside the folder and match their checksums.
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ import keras
 from . import __version__
 from .config import ModelConfig, TrainConfig
 from .errors import ConfigError, ModelError
-from .files import atomic_path, atomic_write_json, read_json
+from .files import atomic_path, atomic_write_json, read_json, sha256_file
 from .vectorizers import Vectorizer
 
 MODEL_FORMAT_VERSION = 1
+CHECKSUMS = "checksums.json"
+# What a translator reads; all but the model are written once, before training starts.
+CHECKED_FILES = ("config.json", "vocab/source.txt", "vocab/target.txt", "data-manifest.json", "model.keras")
 
 
 def write_config(run_dir: Path, model_config: ModelConfig, train_config: TrainConfig, data_dir: Path) -> None:
@@ -76,13 +83,55 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         raise ModelError(f"{path}: invalid model configuration ({exc})") from None
 
 
-def save_model(model: keras.Model, path: Path) -> None:
-    """Write weights and architecture, without optimizer state, atomically."""
+def write_checksums(run_dir: Path, model_digests: list[str]) -> None:
+    """Record the digests of the folder's files; ``model.keras`` may be given several accepted ones."""
+    digests: dict[str, list[str]] = {}
+    for name in CHECKED_FILES[:-1]:
+        digests[name] = [sha256_file(run_dir / name)]
+    digests["model.keras"] = model_digests
+    atomic_write_json(run_dir / CHECKSUMS, digests)
+
+
+def save_model(model: keras.Model, run_dir: Path) -> None:
+    """Write ``model.keras`` (weights and architecture, no optimizer state) and its checksum.
+
+    A kill at any moment leaves a folder that loads: while the new file is renamed into place, the
+    checksums accept both the old and the new model.
+    """
     clone = model.__class__.from_config(model.get_config())
     clone.build()
     clone.set_weights(model.get_weights())
+    path = run_dir / "model.keras"
     with atomic_path(path, suffix=".keras") as tmp:
         clone.save(tmp)
+        new = sha256_file(tmp)
+        old = [sha256_file(path)] if path.is_file() else []
+        write_checksums(run_dir, [new, *old])
+    write_checksums(run_dir, [new])
+
+
+def verify_folder(run_dir: Path) -> None:
+    """Every file a translator reads lies inside ``run_dir`` and matches ``checksums.json``."""
+    root = run_dir.resolve()
+    if not (run_dir / "model.keras").exists():
+        raise ModelError(f"{run_dir}: no model.keras; training may not have finished an epoch yet")
+    try:
+        recorded = read_json(run_dir / CHECKSUMS)
+    except FileNotFoundError:
+        raise ModelError(f"{run_dir}: no {CHECKSUMS}; not a complete nmtcli model folder") from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{run_dir / CHECKSUMS}: unreadable ({exc})") from None
+    for name in CHECKED_FILES:
+        path = run_dir / name
+        if not path.resolve().is_relative_to(root):
+            raise ModelError(f"{path}: points outside the model folder; refusing to read it")
+        if not path.is_file():
+            raise ModelError(f"{path}: missing from the model folder")
+        accepted = recorded.get(name) if isinstance(recorded, dict) else None
+        if not isinstance(accepted, list) or sha256_file(path) not in accepted:
+            raise ModelError(
+                f"{path}: does not match {CHECKSUMS}; the model folder was changed or damaged since training"
+            )
 
 
 def load_model(run_dir: Path) -> keras.Model:

@@ -29,7 +29,7 @@ from .model_folder import copy_data_files, load_vectorizers, read_config, save_m
 from .models import build_model
 from .pipeline import EncodedPairs, bucket_boundaries, count_batches, make_dataset
 from .vectorizers import PAD_ID
-from .workspace import Workspace, run_status
+from .workspace import RunLock, Workspace, run_status
 
 HISTORY_FIELDS = (
     "epoch",
@@ -101,7 +101,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.history.append(row)
         best = self.best_epoch()
         if best == row["epoch"]:
-            save_model(self.model, self.run_dir / "model.keras")
+            save_model(self.model, self.run_dir)
         write_history(self.run_dir, self.history)
         if self.patience and row["epoch"] - best >= self.patience:
             self.model.stop_training = True
@@ -142,20 +142,50 @@ class TrainResult:
         return next(row for row in self.history if row["epoch"] == self.best_epoch)
 
 
-def _find_interrupted(workspace: Workspace, settings: dict[str, Any] | None) -> Path | None:
-    """The newest unfinished run, restricted to those with exactly these settings if given."""
+def _claim_interrupted(workspace: Workspace, settings: dict[str, Any] | None) -> tuple[Path, RunLock] | None:
+    """The newest unfinished run that no other process is training, locked for this one.
+
+    Only runs saved with exactly ``settings`` qualify, unless ``settings`` is None.
+    """
     for run in reversed(workspace.runs()):
         if run_status(run) != "running":
             continue
-        if settings is None:
-            return run
-        try:
-            saved = read_json(run / "config.json")
-        except (OSError, ValueError):
-            continue
-        if isinstance(saved, dict) and {k: saved.get(k) for k in settings} == settings:
-            return run
+        if settings is not None:
+            try:
+                saved = read_json(run / "config.json")
+            except (OSError, ValueError):
+                continue
+            if not isinstance(saved, dict) or {k: saved.get(k) for k in settings} != settings:
+                continue
+        lock = RunLock(run)
+        if lock.acquire():
+            return run, lock
     return None
+
+
+def _claim_run(
+    workspace: Workspace, run_dir: Path | None, resume: bool | None, settings: dict[str, Any], label: str
+) -> tuple[Path, RunLock, bool]:
+    """Pick, create and lock the run folder: ``(run_dir, lock, resuming)``."""
+    if run_dir is not None:
+        resuming = run_status(run_dir) == "running" and resume is not False
+        if not resuming and run_dir.exists() and any(run_dir.iterdir()):
+            raise ConfigError(f"{run_dir}: output folder exists and is not empty; choose another --output")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(run_dir)
+        if not lock.acquire():
+            raise ModelError(f"{run_dir}: another process is training in this folder")
+        return run_dir, lock, resuming
+    if resume is not False:
+        claimed = _claim_interrupted(workspace, None if resume else settings)
+        if claimed is not None:
+            return claimed[0], claimed[1], True
+        if resume:
+            raise ModelError(f"no interrupted run to resume in {workspace.runs_dir}")
+    run_dir = workspace.new_run_dir(label)
+    lock = RunLock(run_dir)
+    lock.acquire()  # a folder this process just created: nobody else holds it
+    return run_dir, lock, False
 
 
 def train(
@@ -173,20 +203,19 @@ def train(
 
     ``resume``: None resumes an interrupted run with identical settings if there is one, else starts a
     new run; True resumes the newest interrupted run (its own settings win; an error if there is
-    none); False always starts a new run. ``callbacks`` are extra Keras callbacks (progress display);
+    none); False always starts a new run. A run being trained is locked, so concurrent commands in
+    one workspace never share a folder. ``callbacks`` are extra Keras callbacks (progress display);
     ``log`` receives one-line notices (which run folder, resumed or not).
     """
     workspace = workspace or Workspace()
     data_dir = Path(data_dir) if data_dir else workspace.data_dir
     data = PreparedData.load(data_dir)
     level = model_config.level
-
-    source_vectorizer = data.vectorizer("source", level)
-    target_vectorizer = data.vectorizer("target", level)
     model_config = replace(
         model_config,
-        source_vocab_size=len(source_vectorizer),
-        target_vocab_size=len(target_vectorizer),
+        source_vocab_size=len(data.vectorizer("source", level)),
+        target_vocab_size=len(data.vectorizer("target", level)),
+        max_source_length=data.max_length("source", level),
         max_target_length=data.max_length("target", level),
     )
     settings = {
@@ -194,68 +223,63 @@ def train(
         "training": train_config.to_dict(),
         "data": str(data_dir.resolve()),
     }
+    run_dir, lock, resuming = _claim_run(
+        workspace, Path(run_dir) if run_dir else None, resume, settings, f"{model_config.arch}-{level}"
+    )
+    try:
+        if resuming:
+            saved = read_config(run_dir)
+            model_config, train_config = saved["model"], saved["training"]
+            if saved.get("data") != str(data_dir.resolve()):
+                data_dir = Path(saved["data"])
+                data = PreparedData.load(data_dir)
+        else:
+            write_config(run_dir, model_config, train_config, data_dir)
+            copy_data_files(run_dir, data_dir, level)
+        atomic_write_json(run_dir / "state.json", {"status": "running"})
+        result = _fit(run_dir, data, model_config, train_config, resuming, callbacks or [], log)
+        atomic_write_json(run_dir / "state.json", {"status": "complete"})
+    finally:
+        lock.release()
+    if run_dir.parent.resolve() == workspace.runs_dir.resolve():
+        workspace.set_latest(run_dir)
+    return result
 
-    if run_dir is not None:
-        run_dir = Path(run_dir)
-        resuming = run_status(run_dir) == "running" and resume is not False
-        if not resuming:
-            if run_dir.exists() and any(run_dir.iterdir()):
-                raise ConfigError(
-                    f"{run_dir}: output folder exists and is not empty; choose another --output"
-                )
-            run_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        found = None if resume is False else _find_interrupted(workspace, None if resume else settings)
-        if resume and found is None:
-            raise ModelError(f"no interrupted run to resume in {workspace.runs_dir}")
-        resuming = found is not None
-        run_dir = found or workspace.new_run_dir(f"{model_config.arch}-{level}")
 
-    if resuming:
-        saved = read_config(run_dir)
-        model_config, train_config = saved["model"], saved["training"]
-        if saved.get("data") != str(data_dir.resolve()):
-            data_dir = Path(saved["data"])
-            data = PreparedData.load(data_dir)
-    else:
-        write_config(run_dir, model_config, train_config, data_dir)
-        copy_data_files(run_dir, data_dir, level)
-    atomic_write_json(run_dir / "state.json", {"status": "running"})
+def _fit(
+    run_dir: Path,
+    data: PreparedData,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    resuming: bool,
+    callbacks: list[keras.callbacks.Callback],
+    log: Callable[[str], None],
+) -> TrainResult:
     source_vectorizer, target_vectorizer = load_vectorizers(run_dir, model_config.level)
-
     keras.utils.set_random_seed(train_config.seed)
     train_pairs = EncodedPairs(data.pairs("train"), source_vectorizer, target_vectorizer)
     valid_pairs = EncodedPairs(data.pairs("valid"), source_vectorizer, target_vectorizer)
     boundaries = bucket_boundaries(train_pairs.lengths)
+    batch_size = train_config.batch_size
     train_set = make_dataset(
-        train_pairs,
-        train_config.batch_size,
-        shuffle=True,
-        seed=train_config.seed,
-        boundaries=boundaries,
+        train_pairs, batch_size, shuffle=True, seed=train_config.seed, boundaries=boundaries
     )
-    valid_set = (
-        make_dataset(valid_pairs, train_config.batch_size, boundaries=boundaries)
-        if len(valid_pairs)
-        else None
-    )
+    valid_set = make_dataset(valid_pairs, batch_size, boundaries=boundaries) if len(valid_pairs) else None
 
     model = build_model(model_config)
     model.build()
     model.compile(
-        optimizer=make_optimizer(train_config),
-        loss=masked_loss(),
-        jit_compile=train_config.jit_compile,
+        optimizer=make_optimizer(train_config), loss=masked_loss(), jit_compile=train_config.jit_compile
     )
-
-    monitor = "val_loss" if valid_set is not None else "loss"
-    checkpoint = RunCheckpoint(run_dir, monitor, train_config.patience)
+    checkpoint = RunCheckpoint(
+        run_dir, "val_loss" if valid_set is not None else "loss", train_config.patience
+    )
     backup = keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True)
     started = _resume_epoch(run_dir)
     log(
-        f"{'resuming' if resuming else 'training'} {model_config.arch} {level}-level model "
+        f"{'resuming' if resuming else 'training'} {model_config.arch} {model_config.level}-level model "
         f"({model.count_params():,} parameters) on {len(train_pairs):,} pairs, "
-        f"{count_batches(train_pairs.lengths, boundaries, train_config.batch_size):,} batches per epoch"
+        f"{count_batches(train_pairs.lengths, boundaries, batch_size):,} batches per epoch"
         + (f", from epoch {started + 1}" if resuming else "")
         + f" -> {run_dir}"
     )
@@ -266,15 +290,11 @@ def train(
         epochs=train_config.epochs,
         verbose=0,
         shuffle=False,
-        callbacks=[checkpoint, backup, *(callbacks or [])],
+        callbacks=[checkpoint, backup, *callbacks],
     )
-
     if not (run_dir / "model.keras").is_file():
-        save_model(model, run_dir / "model.keras")
+        save_model(model, run_dir)
     shutil.rmtree(run_dir / "backup", ignore_errors=True)
-    atomic_write_json(run_dir / "state.json", {"status": "complete"})
-    if run_dir.parent.resolve() == workspace.runs_dir.resolve():
-        workspace.set_latest(run_dir)
     return TrainResult(
         run_dir=run_dir,
         resumed_from_epoch=started,

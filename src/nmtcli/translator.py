@@ -21,7 +21,7 @@ from .corpus import normalize
 from .decoding import greedy_search
 from .errors import ModelError
 from .files import read_json
-from .model_folder import load_model, load_vectorizers, read_config
+from .model_folder import load_model, load_vectorizers, read_config, verify_folder
 from .vectorizers import Vectorizer
 
 
@@ -41,6 +41,10 @@ class Translator:
         self.config = config
         self.lowercase = lowercase
         self.run_dir = run_dir
+        # Inputs far longer than anything seen in training are cut, so one huge line cannot stall
+        # a batch; ``truncated`` counts them in the last ``translate`` call.
+        self.max_source_tokens = max(64, 2 * config.max_source_length) if config.max_source_length else 1024
+        self.truncated = 0
         self._decode = tf.function(
             self._greedy_batch,
             input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32)],
@@ -52,6 +56,7 @@ class Translator:
         if not run_dir.is_dir():
             raise ModelError(f"{run_dir}: model folder not found")
         config = read_config(run_dir)
+        verify_folder(run_dir)
         model_config: ModelConfig = config["model"]
         source, target = load_vectorizers(run_dir, model_config.level)
         if (len(source), len(target)) != (
@@ -100,9 +105,11 @@ class Translator:
     ) -> list[str]:
         """One translation per input line, in order. Empty or blank lines translate to ``""``."""
         check_decoding(batch_size, max_length)
-        texts = [normalize(line, self.lowercase) for line in lines]
-        encoded = [self.source.encode(text) for text in texts]
-        outputs = [""] * len(texts)
+        encoded = [self.source.encode(normalize(line, self.lowercase)) for line in lines]
+        self.truncated = sum(len(ids) > self.max_source_tokens for ids in encoded)
+        if self.truncated:
+            encoded = [ids[: self.max_source_tokens] for ids in encoded]
+        outputs = [""] * len(encoded)
         # Sort by length so that each batch pads little; restore the order at the end.
         order = sorted((i for i, ids in enumerate(encoded) if ids), key=lambda i: len(encoded[i]))
         for start in range(0, len(order), batch_size):

@@ -16,6 +16,11 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, runs are not protected
+    fcntl = None  # type: ignore[assignment]
+
 from .errors import ModelError
 from .files import atomic_write_text, read_json
 
@@ -67,6 +72,35 @@ class Workspace:
         if not completed:
             raise ModelError(f"no trained model in {self.runs_dir}; run `nmt train` first (or pass --model)")
         return completed[-1]
+
+
+class RunLock:
+    """An exclusive advisory lock on a run folder (``RUN/.lock``), held while a process trains in it.
+
+    The operating system drops it when the process ends, even by SIGKILL, so an interrupted run can
+    always be resumed, and never by two processes at once.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+        self._handle = None
+
+    def acquire(self) -> bool:
+        """Take the lock if it is free; False if another process holds it."""
+        handle = open(self.path, "a")  # noqa: SIM115 - kept open while the lock is held
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                return False
+        self._handle = handle
+        return True
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the file releases the lock
+            self._handle = None
 
 
 def run_status(run_dir: Path) -> str:
