@@ -7,18 +7,20 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nmtcli.config import PrepareConfig
 from nmtcli.corpus import (
     DATA_FORMAT_VERSION,
     PreparedData,
+    assign_splits,
     detect_format,
     group_references,
     normalize,
     prepare,
     read_pairs,
-    split_grouped,
+    text_digest,
 )
 from nmtcli.errors import CorpusError, DataError
 from nmtcli.vectorizers import JOINER, SPECIALS, Vocabulary
@@ -391,21 +393,31 @@ def test_normalize_output_is_nfc_and_idempotent() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# split_grouped and group_references
+# assign_splits and group_references
 
 
-def test_split_grouped_keeps_sources_together() -> None:
-    pairs = [(f"s{i}", f"t{i}.{j}") for i in range(20) for j in range(3)]
-    splits = split_grouped(pairs, 0.1, 0.2, seed=1)
-    sources = {name: {s for s, _ in split} for name, split in splits.items()}
-    assert [len(sources[name]) for name in ("train", "valid", "test")] == [14, 2, 4]
-    assert all(len(split) == 3 * len(sources[name]) for name, split in splits.items())
-    assert sorted(p for split in splits.values() for p in split) == sorted(pairs)
+def test_assign_splits_keeps_sources_together() -> None:
+    sources = np.array([text_digest(f"s{i}") for i in range(20) for _ in range(3)], np.uint64)
+    splits = assign_splits(sources, 0.1, 0.2, seed=1)
+    per_source = {}
+    for digest, split in zip(sources.tolist(), splits.tolist(), strict=True):
+        per_source.setdefault(digest, set()).add(split)
+    assert all(len(seen) == 1 for seen in per_source.values())
+    counts = np.bincount([next(iter(seen)) for seen in per_source.values()], minlength=3)
+    assert counts.tolist() == [14, 2, 4]
 
 
-def test_split_grouped_too_few_sources() -> None:
+def test_assign_splits_depends_on_the_seed_only() -> None:
+    sources = np.array([text_digest(f"s{i}") for i in range(50)], np.uint64)
+    first = assign_splits(sources, 0.2, 0.2, seed=7)
+    assert np.array_equal(first, assign_splits(sources, 0.2, 0.2, seed=7))
+    assert not np.array_equal(first, assign_splits(sources, 0.2, 0.2, seed=8))
+
+
+def test_assign_splits_too_few_sources() -> None:
+    sources = np.array([text_digest(s) for s in "abc"], np.uint64)
     with pytest.raises(CorpusError, match="only 3 distinct source sentences"):
-        split_grouped([("a", "1"), ("b", "2"), ("c", "3")], 2, 1, seed=0)
+        assign_splits(sources, 2, 1, seed=0)
 
 
 def test_group_references() -> None:

@@ -12,17 +12,23 @@ split, so the test set never shares a source with training and multi-reference s
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
+import itertools
 import os
-import random
 import shutil
 import tempfile
 import unicodedata
+from array import array
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import numpy as np
 
 from . import __version__
 from .config import PrepareConfig
@@ -275,24 +281,25 @@ def _drop_reason(source: str, target: str, config: PrepareConfig, words: Any) ->
 # Splitting
 
 
+def text_digest(text: str) -> int:
+    """A 64-bit digest that stands in for a sentence (or pair) while streaming a large corpus."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
 def _split_count(size: float, groups: int) -> int:
     if size >= 1:
         return int(size)
     return round(groups * size) if size > 0 else 0
 
 
-def split_grouped(
-    pairs: list[tuple[str, str]], valid_size: float, test_size: float, seed: int
-) -> dict[str, list[tuple[str, str]]]:
-    """Shuffle source sentences with ``seed`` and cut them into train/valid/test.
+def assign_splits(source_digests: np.ndarray, valid_size: float, test_size: float, seed: int) -> np.ndarray:
+    """The split of each pair (0 train, 1 valid, 2 test), grouped by source sentence.
 
-    Sizes below 1 are fractions of the distinct source sentences, sizes from 1 up are counts of them.
+    The distinct sources are shuffled with ``seed`` and cut: sizes below 1 are fractions of the
+    distinct source sentences, sizes from 1 up are counts of them. Every pair of one source gets the
+    same split. Works on 8-byte digests, so memory grows by bytes, not sentences, per pair.
     """
-    groups: dict[str, list[str]] = {}
-    for source, target in pairs:
-        groups.setdefault(source, []).append(target)
-    sources = list(groups)
-    random.Random(seed).shuffle(sources)
+    sources, inverse = np.unique(source_digests, return_inverse=True)
     n_valid = _split_count(valid_size, len(sources))
     n_test = _split_count(test_size, len(sources))
     if n_valid + n_test >= len(sources):
@@ -300,22 +307,21 @@ def split_grouped(
             f"only {len(sources)} distinct source sentences: too few for {n_valid} validation and "
             f"{n_test} test sentences plus training; use a larger corpus or smaller --valid-size/--test-size"
         )
-    cuts = {
-        "valid": sources[:n_valid],
-        "test": sources[n_valid : n_valid + n_test],
-        "train": sources[n_valid + n_test :],
-    }
-    return {split: [(s, t) for s in cuts[split] for t in groups[s]] for split in SPLITS}
+    order = np.random.default_rng(seed).permutation(len(sources))
+    split_of_source = np.zeros(len(sources), np.int8)
+    split_of_source[order[:n_valid]] = SPLITS.index("valid")
+    split_of_source[order[n_valid : n_valid + n_test]] = SPLITS.index("test")
+    return split_of_source[inverse.reshape(-1)]
+
+
+def _sources_per_split(source_digests: np.ndarray, splits: np.ndarray) -> np.ndarray:
+    """How many distinct sources each split holds."""
+    _, first = np.unique(source_digests, return_index=True)
+    return np.bincount(splits[first], minlength=len(SPLITS))
 
 
 # --------------------------------------------------------------------------------------------------
 # Preparing
-
-
-def _write_split(path: Path, pairs: list[tuple[str, str]]) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        for source, target in pairs:
-            handle.write(f"{source}\t{target}\n")
 
 
 def _check_replaceable(out_dir: Path) -> None:
@@ -349,59 +355,98 @@ def prepare(
     """Read, normalise, filter, deduplicate and split a corpus; build vocabularies; write a data folder.
 
     Returns the manifest (also written as ``manifest.json``). Nothing in ``output_dir`` changes unless
-    the whole preparation succeeds.
+    the whole preparation succeeds. The corpus is streamed: memory holds 16 bytes per pair and the
+    token counts, never the text, so corpora larger than memory can be prepared.
     """
     config = config or PrepareConfig()
     corpus = Path(corpus)
     output_dir = Path(output_dir)
     _check_replaceable(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    try:
+        manifest = _prepare_into(tmp_dir, corpus, config, target_path, warn)
+        make_private_dir_public(tmp_dir)
+        _replace_dir(tmp_dir, output_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return manifest
+
+
+def _prepare_into(
+    out: Path, corpus: Path, config: PrepareConfig, target_path: str | os.PathLike | None, warn: Any
+) -> dict[str, Any]:
     word_tokenizer = make_tokenizer("word")
     bad = _BadLines(config.on_bad_line, warn)
 
+    # Pass 1: normalise and filter into one file; remember two digests per kept pair.
     dropped = {"empty": 0, "too_long": 0, "too_short": 0, "duplicate": 0}
-    seen: set[tuple[str, str]] = set()
-    kept: list[tuple[str, str]] = []
+    pair_digests, source_digests = array("Q"), array("Q")
     read = 0
-    for pair in read_pairs(corpus, config, target_path, bad_lines=bad):
-        read += 1
-        source = normalize(pair.source, config.lowercase)
-        target = normalize(pair.target, config.lowercase)
-        reason = _drop_reason(source, target, config, word_tokenizer.tokenize)
-        if reason is None and config.dedupe:
-            if (source, target) in seen:
-                reason = "duplicate"
-            else:
-                seen.add((source, target))
-        if reason is not None:
-            dropped[reason] += 1
-            continue
-        kept.append((source, target))
+    with open(out / "kept.tsv", "w", encoding="utf-8", newline="\n") as kept:
+        for pair in read_pairs(corpus, config, target_path, bad_lines=bad):
+            read += 1
+            source = normalize(pair.source, config.lowercase)
+            target = normalize(pair.target, config.lowercase)
+            reason = _drop_reason(source, target, config, word_tokenizer.tokenize)
+            if reason is not None:
+                dropped[reason] += 1
+                continue
+            kept.write(f"{source}\t{target}\n")
+            pair_digests.append(text_digest(f"{source}\t{target}"))
+            source_digests.append(text_digest(source))
     dropped["malformed"] = bad.count
-    if not kept:
-        if read == 0 and bad.count == 0:
-            raise CorpusError(f"{corpus}: the corpus is empty")
+    if read == 0 and bad.count == 0:
+        raise CorpusError(f"{corpus}: the corpus is empty")
+
+    # Duplicates and the split, from the digests alone.
+    keep = np.ones(len(pair_digests), bool)
+    if config.dedupe and len(pair_digests):
+        keep[:] = False
+        keep[np.unique(np.frombuffer(pair_digests, np.uint64), return_index=True)[1]] = True
+        dropped["duplicate"] = int(len(keep) - keep.sum())
+    if not keep.any():
         raise CorpusError(
             f"{corpus}: no pairs left after filtering ({_describe_drops(dropped)}); "
             "check the column options and --max-words/--max-chars"
         )
+    sources = np.frombuffer(source_digests, np.uint64)[keep]
+    split_of = np.full(len(keep), -1, np.int8)
+    split_of[keep] = assign_splits(sources, config.valid_size, config.test_size, config.seed)
+    del pair_digests, source_digests
 
-    splits = split_grouped(kept, config.valid_size, config.test_size, config.seed)
+    # Pass 2: write the splits; count the tokens and lengths of the training split.
     tokenizers = {level: make_tokenizer(level) for level in LEVELS}
-    tokenized = {
-        level: {
-            split: [(tokenizers[level].tokenize(s), tokenizers[level].tokenize(t)) for s, t in splits[split]]
+    counts: dict[tuple[str, str], Counter[str]] = {key: Counter() for key in itertools.product(LEVELS, SIDES)}
+    longest = dict.fromkeys(itertools.product(LEVELS, SIDES), 0)
+    with contextlib.ExitStack() as stack:
+        files = [
+            stack.enter_context(open(out / f"{split}.tsv", "w", encoding="utf-8", newline="\n"))
             for split in SPLITS
-        }
-        for level in LEVELS
-    }
+        ]
+        kept_lines = stack.enter_context(open(out / "kept.tsv", encoding="utf-8", newline="\n"))
+        for index, line in enumerate(kept_lines):
+            split = split_of[index]
+            if split < 0:
+                continue
+            files[split].write(line)
+            if split == 0:
+                for side, text in zip(SIDES, line.rstrip("\n").split("\t"), strict=True):
+                    for level in LEVELS:
+                        tokens = tokenizers[level].tokenize(text)
+                        counts[level, side].update(tokens)
+                        longest[level, side] = max(longest[level, side], len(tokens))
+    (out / "kept.tsv").unlink()
     vocabularies = {
-        (level, side): Vocabulary.build(
-            (pair[i] for pair in tokenized[level]["train"]), config.max_vocab, config.min_count
-        )
-        for level in LEVELS
-        for i, side in enumerate(SIDES)
+        key: Vocabulary.from_counts(count, config.max_vocab, config.min_count)
+        for key, count in counts.items()
     }
+    (out / "vocab").mkdir()
+    for (level, side), vocabulary in vocabularies.items():
+        vocabulary.save(out / "vocab" / f"{side}.{level}.txt")
 
+    pairs_per_split = np.bincount(split_of[keep], minlength=len(SPLITS))
+    sources_per_split = _sources_per_split(sources, split_of[keep])
     manifest: dict[str, Any] = {
         "format_version": DATA_FORMAT_VERSION,
         "nmtcli_version": __version__,
@@ -415,54 +460,36 @@ def prepare(
         "settings": config.to_dict(),
         "counts": {
             "read": read,
-            "kept": len(kept),
-            **{split: len(splits[split]) for split in SPLITS},
-            **{f"{split}_sources": len({s for s, _ in splits[split]}) for split in SPLITS},
+            "kept": int(keep.sum()),
+            **{split: int(pairs_per_split[i]) for i, split in enumerate(SPLITS)},
+            **{f"{split}_sources": int(sources_per_split[i]) for i, split in enumerate(SPLITS)},
         },
         "dropped": dropped,
         "vocab_size": {level: {side: len(vocabularies[level, side]) for side in SIDES} for level in LEVELS},
-        "max_length": {
-            level: {
-                side: max((len(pair[i]) for pair in tokenized[level]["train"]), default=0)
-                for i, side in enumerate(SIDES)
-            }
-            for level in LEVELS
-        },
+        "max_length": {level: {side: longest[level, side] for side in SIDES} for level in LEVELS},
         "unk_rate": {
             level: {
-                split: {
-                    side: _unk_rate((pair[i] for pair in tokenized[level][split]), vocabularies[level, side])
-                    for i, side in enumerate(SIDES)
-                }
+                split: _unk_rates(out / f"{split}.tsv", tokenizers[level], vocabularies, level)
                 for split in ("valid", "test")
             }
             for level in LEVELS
         },
     }
-
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
-    try:
-        for split in SPLITS:
-            _write_split(tmp_dir / f"{split}.tsv", splits[split])
-        (tmp_dir / "vocab").mkdir()
-        for (level, side), vocabulary in vocabularies.items():
-            vocabulary.save(tmp_dir / "vocab" / f"{side}.{level}.txt")
-        atomic_write_json(tmp_dir / "manifest.json", manifest)
-        make_private_dir_public(tmp_dir)
-        _replace_dir(tmp_dir, output_dir)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    atomic_write_json(out / "manifest.json", manifest)
     return manifest
 
 
-def _unk_rate(token_lists: Any, vocabulary: Vocabulary) -> float:
-    total = unknown = 0
-    for tokens in token_lists:
-        ids = vocabulary.encode(tokens)
-        total += len(ids)
-        unknown += ids.count(UNK_ID)
-    return unknown / total if total else 0.0
+def _unk_rates(path: Path, tokenizer: Any, vocabularies: dict, level: str) -> dict[str, float]:
+    """Share of the tokens of a split file that each side's vocabulary does not know."""
+    total = dict.fromkeys(SIDES, 0)
+    unknown = dict.fromkeys(SIDES, 0)
+    with open(path, encoding="utf-8", newline="\n") as handle:
+        for line in handle:
+            for side, text in zip(SIDES, line.rstrip("\n").split("\t"), strict=True):
+                ids = vocabularies[level, side].encode(tokenizer.tokenize(text))
+                total[side] += len(ids)
+                unknown[side] += ids.count(UNK_ID)
+    return {side: unknown[side] / total[side] if total[side] else 0.0 for side in SIDES}
 
 
 def _describe_drops(dropped: dict[str, int]) -> str:

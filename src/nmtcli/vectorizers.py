@@ -116,6 +116,12 @@ class Vocabulary:
         counts: Counter[str] = Counter()
         for tokens in token_lists:
             counts.update(tokens)
+        return cls.from_counts(counts, max_size, min_count)
+
+    @classmethod
+    def from_counts(cls, counts: Counter[str], max_size: int | None = None, min_count: int = 1) -> Vocabulary:
+        """Like :meth:`build`, from token counts already made."""
+        counts = Counter(counts)
         for special in SPECIALS:
             counts.pop(special, None)
         ranked = sorted((t for t, c in counts.items() if c >= min_count), key=lambda t: (-counts[t], t))
