@@ -17,10 +17,16 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+try:  # recent Typer releases carry their own copy of Click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older Typer on Click
+    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
 from . import __version__
 from .errors import ConfigError, NmtError
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
@@ -31,6 +37,27 @@ def _fail(message: str, code: int = EXIT_ERROR) -> None:
 
 class NmtGroup(TyperGroup):
     """Maps the project's errors to one line on stderr and a non-zero exit code."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:
+            typer.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+            sys.exit(EXIT_USAGE)
+        except UsageError as exc:
+            # A value of the wrong type, an unknown option, a missing argument: one line, not a box.
+            command = exc.ctx.command_path if exc.ctx else "nmt"
+            typer.echo(f"nmt: error: {exc.format_message()} (see '{command} --help')", err=True)
+            sys.exit(EXIT_USAGE)
+        except ClickException as exc:
+            typer.echo(f"nmt: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("nmt: aborted", err=True)
+            sys.exit(EXIT_ERROR)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
         try:
@@ -144,12 +171,15 @@ def prepare(
         typer.Argument(
             help="Corpus: anki/Tatoeba TSV (spa.txt), CSV with a header, or the source of aligned files.",
             show_default=False,
+            readable=False,
         ),
     ],
     target_file: Annotated[
         Path | None,
         typer.Argument(
-            help="Target file, when CORPUS and it are aligned plain-text files.", show_default=False
+            help="Target file, when CORPUS and it are aligned plain-text files.",
+            show_default=False,
+            readable=False,
         ),
     ] = None,
     output: Annotated[
@@ -383,6 +413,7 @@ def evaluate(
         typer.Option(
             help="Score this source file instead of a split (one sentence per line).",
             show_default=False,
+            readable=False,
         ),
     ] = None,
     reference: Annotated[
@@ -390,6 +421,7 @@ def evaluate(
         typer.Option(
             help="Reference translations of --source, line-aligned; repeat for several references.",
             show_default=False,
+            readable=False,
         ),
     ] = None,
     bleu: Annotated[bool, typer.Option("--bleu", help="Report BLEU.")] = False,
@@ -518,7 +550,11 @@ def translate(
     input: Annotated[
         Path | None,
         typer.Option(
-            "--input", "-i", help="Read sentences from this file, one per line.", show_default=False
+            "--input",
+            "-i",
+            help="Read sentences from this file, one per line.",
+            show_default=False,
+            readable=False,
         ),
     ] = None,
     output: Annotated[

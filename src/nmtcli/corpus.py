@@ -12,6 +12,7 @@ split, so the test set never shares a source with training and multi-reference s
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import hashlib
@@ -58,7 +59,7 @@ def check_readable(path: Path, what: str = "corpus") -> Path:
     if not path.exists():
         raise CorpusError(f"{path}: {what} file not found")
     if path.is_dir():
-        raise CorpusError(f"{path}: is a directory, expected a {what} file")
+        raise CorpusError(f"{path}: is a directory, not a {what} file")
     if not os.access(path, os.R_OK):
         raise CorpusError(f"{path}: permission denied")
     return path
@@ -87,9 +88,20 @@ def read_lines(
 ) -> Iterator[tuple[int, str]]:
     """Numbered, decoded lines of a binary stream, without line endings (LF or CRLF) unless
     ``keep_ends``; a leading UTF-8 BOM is dropped. A decoding error names the line and gives ``hint``."""
+    try:
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        raise CorpusError(f"unknown encoding {encoding!r}") from None
+    if codec.startswith(("utf-16", "utf-32")):
+        raise CorpusError(f"{name}: {encoding} files are not supported; convert the file to UTF-8")
     for number, raw in enumerate(stream, 1):
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw = raw[3:]
+        if number == 1:
+            if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+                raise CorpusError(f"{name}: the file is UTF-16; convert it to UTF-8")
+            if b"\r" in raw.rstrip(b"\r\n"):
+                raise CorpusError(f"{name}: lines end in a lone CR (old Mac style); convert them to LF")
+            if raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
         text = _decode(raw, encoding, f"{name}:{number}", hint)
         yield number, text if keep_ends else text.rstrip("\n").rstrip("\r")
 
@@ -125,7 +137,7 @@ def _column_index(column: str | int | None, default: int, header: list[str] | No
     """A 0-based index from a 1-based number or a header name."""
     if column is None:
         return default
-    if isinstance(column, int) or str(column).isdigit():
+    if isinstance(column, int) or str(column).lstrip("+-").isdecimal():
         number = int(column)
         if number < 1:
             raise CorpusError(f"column numbers count from 1; got {number}")
@@ -183,6 +195,7 @@ def _read_csv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pai
         numbered = read_lines(handle, str(path), config.encoding, keep_ends=True, hint=_ENCODING_HINT)
         lines = (text for _, text in numbered)
         reader = csv.reader(lines)
+        csv.field_size_limit(2**31 - 1)  # long fields are filtered as too long, not fatal
         try:
             header = next(reader, None)
             if header is None:
@@ -368,6 +381,12 @@ def prepare(
         manifest = _prepare_into(tmp_dir, corpus, config, target_path, warn)
         make_private_dir_public(tmp_dir)
         _replace_dir(tmp_dir, output_dir)
+    except OSError as exc:
+        if exc.filename and Path(exc.filename).is_relative_to(corpus):
+            raise
+        raise DataError(
+            f"{output_dir}: cannot write the prepared data ({exc.strerror or exc}); nothing was changed"
+        ) from None
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return manifest

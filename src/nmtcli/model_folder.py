@@ -58,13 +58,23 @@ def copy_data_files(run_dir: Path, data_dir: Path, level: str) -> None:
     shutil.copyfile(data_dir / "manifest.json", run_dir / "data-manifest.json")
 
 
+def _read_small_json(run_dir: Path, name: str) -> Any:
+    """A JSON file of the folder, refused if it lies outside it, is not a regular file or is huge."""
+    path = run_dir / name
+    if not path.resolve().is_relative_to(run_dir.resolve()):
+        raise ModelError(f"{path}: points outside the model folder; refusing to read it")
+    if path.stat().st_size > 16 * 2**20:
+        raise ModelError(f"{path}: too large for a {name}")
+    return read_json(path)
+
+
 def read_config(run_dir: Path) -> dict[str, Any]:
     """``config.json`` checked for version; ``model`` and ``training`` become typed configs."""
     path = run_dir / "config.json"
     if not path.is_file():
         raise ModelError(f"{run_dir}: not an nmtcli model folder (no config.json)")
     try:
-        raw = read_json(path)
+        raw = _read_small_json(run_dir, "config.json")
     except (OSError, ValueError) as exc:
         raise ModelError(f"{path}: unreadable ({exc})") from None
     version = raw.get("format_version") if isinstance(raw, dict) else None
@@ -115,8 +125,10 @@ def verify_folder(run_dir: Path) -> None:
     root = run_dir.resolve()
     if not (run_dir / "model.keras").exists():
         raise ModelError(f"{run_dir}: no model.keras; training may not have finished an epoch yet")
+    if (run_dir / CHECKSUMS).exists() and not (run_dir / CHECKSUMS).is_file():
+        raise ModelError(f"{run_dir / CHECKSUMS}: not a regular file")
     try:
-        recorded = read_json(run_dir / CHECKSUMS)
+        recorded = _read_small_json(run_dir, CHECKSUMS)
     except FileNotFoundError:
         raise ModelError(f"{run_dir}: no {CHECKSUMS}; not a complete nmtcli model folder") from None
     except (OSError, ValueError) as exc:
