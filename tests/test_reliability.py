@@ -198,8 +198,8 @@ def test_bad_lines_with_warn_print_one_warning_each_and_are_counted(tmp_path, tw
     manifest, stderr = prepared(two_bad_lines, tmp_path / "out", "--on-bad-line", "warn")
     warnings = stderr.splitlines()
     assert len(warnings) == 2
-    assert warnings[0].startswith(f"warning: {two_bad_lines}:21: ") and warnings[0].endswith("; skipped")
-    assert warnings[1].startswith(f"warning: {two_bad_lines}:22: ")
+    assert warnings[0].startswith(f"nmt: warning: {two_bad_lines}:21: ") and warnings[0].endswith("; skipped")
+    assert warnings[1].startswith(f"nmt: warning: {two_bad_lines}:22: ")
     assert manifest["dropped"]["malformed"] == 2 and manifest["counts"]["read"] == 21
 
 
@@ -306,7 +306,7 @@ def test_a_directory_given_as_a_file(tmp_path, workspace) -> None:
     folder = tmp_path / "folder.tsv"
     folder.mkdir()
     line = failed_prepare(workspace, folder)
-    assert line == f"nmt: error: {folder}: is a directory, not a corpus file"
+    assert line == f"nmt: error: {folder}: is a directory, not a file"
 
 
 @pytest.fixture
@@ -384,6 +384,27 @@ def test_column_number_zero(workspace, tiny_corpus) -> None:
 
 def test_column_given_as_a_superscript_digit(workspace, tiny_corpus) -> None:
     failed_prepare(workspace, tiny_corpus, "--source-column", "²")
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--max-vocab", "abc"], "Invalid value for '--max-vocab'"),
+        (["--no-such-option"], "No such option: --no-such-option"),
+        ([], "Missing argument 'corpus'"),
+    ],
+    ids=["wrong-type", "unknown-option", "missing-argument"],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(workspace, tiny_corpus, args, named) -> None:
+    before = snapshot(workspace)
+    corpus = [tiny_corpus] if args else []
+    result = nmt("prepare", *corpus, "-w", workspace, *args)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nmt: error: "), result.stderr
+    assert named in lines[0] and lines[0].endswith("prepare --help')"), lines[0]
+    assert snapshot(workspace) == before
 
 
 # --------------------------------------------------------------------------------------------------
@@ -491,7 +512,9 @@ def test_a_model_with_code_in_it_is_refused_by_safe_mode(model_copy, output) -> 
     keras.Model(inputs, outputs).save(model)
     write_checksums(model_copy, [sha256_file(model)])
     line = failed_translate(model_copy, output, "red cat.")
-    assert line.startswith(f"nmt: error: {model}: cannot load the model (") and "Lambda" in line
+    assert (
+        line == f"nmt: error: {model}: the model contains code (such as a Lambda layer); nmtcli never runs it"
+    )
 
 
 def test_loading_a_model_folder_never_unpickles(monkeypatch, tiny_run) -> None:

@@ -268,7 +268,7 @@ def prepare(
         output,
         config,
         target_path=target_file,
-        warn=lambda message: typer.echo(message, err=True),
+        warn=lambda message: typer.echo(f"nmt: {message}", err=True),
     )
     if json_output:
         _print_json({"output": str(output), **manifest})

@@ -59,7 +59,7 @@ def check_readable(path: Path, what: str = "corpus") -> Path:
     if not path.exists():
         raise CorpusError(f"{path}: {what} file not found")
     if path.is_dir():
-        raise CorpusError(f"{path}: is a directory, not a {what} file")
+        raise CorpusError(f"{path}: is a directory, not a file")
     if not os.access(path, os.R_OK):
         raise CorpusError(f"{path}: permission denied")
     return path
@@ -85,9 +85,11 @@ def read_lines(
     encoding: str = "utf-8",
     keep_ends: bool = False,
     hint: str = "convert it to UTF-8",
+    corpus: bool = False,
 ) -> Iterator[tuple[int, str]]:
     """Numbered, decoded lines of a binary stream, without line endings (LF or CRLF) unless
-    ``keep_ends``; a leading UTF-8 BOM is dropped. A decoding error names the line and gives ``hint``."""
+    ``keep_ends``; a leading UTF-8 BOM is dropped. A decoding error names the line and gives ``hint``.
+    For a ``corpus``, a first line holding a lone CR means old Mac line endings: an error."""
     try:
         codec = codecs.lookup(encoding).name
     except LookupError:
@@ -98,7 +100,7 @@ def read_lines(
         if number == 1:
             if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
                 raise CorpusError(f"{name}: the file is UTF-16; convert it to UTF-8")
-            if b"\r" in raw.rstrip(b"\r\n"):
+            if corpus and b"\r" in raw.rstrip(b"\r\n"):
                 raise CorpusError(f"{name}: lines end in a lone CR (old Mac style); convert them to LF")
             if raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
@@ -108,7 +110,7 @@ def read_lines(
 
 def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
     with open(path, "rb") as handle:
-        yield from read_lines(handle, str(path), encoding, hint=_ENCODING_HINT)
+        yield from read_lines(handle, str(path), encoding, hint=_ENCODING_HINT, corpus=True)
 
 
 def detect_format(path: Path, target_path: Path | None) -> str:
@@ -192,7 +194,9 @@ def _read_tsv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pai
 def _read_csv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pair]:
     with open(path, "rb") as handle:
         # Decoded line by line, ends kept for quoted multi-line fields, so that errors name the line.
-        numbered = read_lines(handle, str(path), config.encoding, keep_ends=True, hint=_ENCODING_HINT)
+        numbered = read_lines(
+            handle, str(path), config.encoding, keep_ends=True, hint=_ENCODING_HINT, corpus=True
+        )
         lines = (text for _, text in numbered)
         reader = csv.reader(lines)
         csv.field_size_limit(2**31 - 1)  # long fields are filtered as too long, not fatal

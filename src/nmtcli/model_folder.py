@@ -156,6 +156,10 @@ def load_model(run_dir: Path) -> keras.Model:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for damaged or foreign files
         detail = " ".join(str(exc).split())  # Keras messages span lines; ours is one line
+        if "safe_mode" in detail:
+            raise ModelError(
+                f"{path}: the model contains code (such as a Lambda layer); nmtcli never runs it"
+            ) from None
         if len(detail) > 300:
             detail = detail[:297] + "..."
         raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: {detail})") from None
