@@ -243,3 +243,21 @@ def test_an_explicit_run_folder_interrupted_mid_epoch_resumes_there(tmp_path, ti
     # A run folder outside the workspace's runs/ does not become its LATEST.
     assert not (workspace.runs_dir / "LATEST").exists()
     load_model(run)
+
+
+def test_mixed_precision_trains_and_saves_a_float32_model(tmp_path, tiny_data) -> None:
+    from nmtcli.translator import Translator
+
+    result = train(
+        ModelConfig(arch="gru-attention", **SMALL_MODEL),
+        TrainConfig(epochs=2, mixed_precision=True, **SMALL_TRAINING),
+        data_dir=tiny_data,
+        run_dir=tmp_path / "run",
+    )
+    losses = [row["loss"] for row in result.history]
+    assert all(math.isfinite(loss) for loss in losses) and losses[-1] < losses[0]
+    assert keras.config.dtype_policy().name == "float32", "the global policy is restored"
+    translator = Translator.load(result.run_dir)
+    assert translator.model.dtype_policy.name == "float32"
+    assert all(weight.dtype == "float32" for weight in translator.model.weights)
+    assert len(translator.translate(["red cat.", "big dog runs."])) == 2

@@ -330,6 +330,9 @@ def train(
         typer.Option(help="Stop after this many epochs without a better validation loss; 0 = never."),
     ] = 3,
     jit_compile: Annotated[bool, typer.Option(help="Compile the training step with XLA.")] = False,
+    mixed_precision: Annotated[
+        bool, typer.Option(help="Compute in float16 with float32 weights (for GPUs); saved in float32.")
+    ] = False,
     resume: Annotated[
         bool | None,
         typer.Option(
@@ -356,6 +359,7 @@ def train(
         seed=seed,
         patience=patience,
         jit_compile=jit_compile,
+        mixed_precision=mixed_precision,
     )
     _load_tensorflow()
     from rich.console import Console

@@ -146,6 +146,7 @@ class TrainConfig(_Serializable):
     patience: int = 3
     seed: int = 1234
     jit_compile: bool = False
+    mixed_precision: bool = False
 
     def __post_init__(self) -> None:
         _check_range("epochs", self.epochs, 1, 100_000)

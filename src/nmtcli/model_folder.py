@@ -108,8 +108,14 @@ def save_model(model: keras.Model, run_dir: Path) -> None:
     A kill at any moment leaves a folder that loads: while the new file is renamed into place, the
     checksums accept both the old and the new model.
     """
-    clone = model.__class__.from_config(model.get_config())
-    clone.build()
+    # A float32 copy without optimizer state, whatever dtype policy trained the model.
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        clone = model.__class__.from_config({**model.get_config(), "dtype": "float32"})
+        clone.build()
+    finally:
+        keras.config.set_dtype_policy(previous)
     clone.set_weights(model.get_weights())
     path = run_dir / "model.keras"
     with atomic_path(path, suffix=".keras") as tmp:

@@ -8,13 +8,14 @@ best model and the early-stopping count on disk, so they survive the interruptio
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,17 @@ def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     if config.optimizer == "rmsprop":
         return keras.optimizers.RMSprop(**options)
     return keras.optimizers.Adam(**options)
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Build layers under a Keras dtype policy (``mixed_float16`` for mixed precision)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _perplexity(loss: float | None) -> float | None:
@@ -266,11 +278,12 @@ def _fit(
     )
     valid_set = make_dataset(valid_pairs, batch_size, boundaries=boundaries) if len(valid_pairs) else None
 
-    model = build_model(model_config)
-    model.build()
-    model.compile(
-        optimizer=make_optimizer(train_config), loss=masked_loss(), jit_compile=train_config.jit_compile
-    )
+    with dtype_policy("mixed_float16" if train_config.mixed_precision else "float32"):
+        model = build_model(model_config)
+        model.build()
+        model.compile(
+            optimizer=make_optimizer(train_config), loss=masked_loss(), jit_compile=train_config.jit_compile
+        )
     checkpoint = RunCheckpoint(
         run_dir, "val_loss" if valid_set is not None else "loss", train_config.patience
     )

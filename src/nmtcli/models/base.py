@@ -49,7 +49,8 @@ class Seq2Seq(keras.Model):
         """``(source [B, S], target_in [B, T]) -> logits [B, T, V]``."""
         source, target_in = inputs
         memory = self.encode(source, training=training)
-        return self.decode(target_in, memory, training=training)
+        # Logits in float32 even under mixed precision, for a stable softmax and loss.
+        return ops.cast(self.decode(target_in, memory, training=training), "float32")
 
     def build(self, input_shape=None):
         # Run once on a tiny batch so that every sublayer creates its weights; shapes are dynamic.
