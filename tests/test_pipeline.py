@@ -119,3 +119,19 @@ def test_bucket_boundaries_are_increasing_and_cover_lengths() -> None:
     assert boundaries[0] > 1 and boundaries[-1] <= 101
     assert bucket_boundaries(np.array([], np.int64)) == [1]
     assert bucket_boundaries(np.array([3, 3, 3])) == [4]
+
+
+def test_fixed_shapes_pad_each_batch_to_its_bucket_boundary(encoded) -> None:
+    boundaries = [4, 6]
+    dataset = make_dataset(encoded, 8, boundaries=boundaries, fixed_shapes=True)
+    shapes, seen = set(), []
+    for (source, target_in), target_out in dataset:
+        assert source.shape[1] == target_in.shape[1] + 1 == target_out.shape[1] + 1
+        shapes.add(source.shape[1])
+        for s, t_in, t_out in zip(source.numpy(), target_in.numpy(), target_out.numpy(), strict=True):
+            seen.append((unpad(s), unpad(np.append(t_in[:1], t_out))))
+    # Padded to boundary - 1 of each bucket, the last bucket bounded by the longest example.
+    top = max(boundaries[-1], int(encoded.lengths.max())) + 1
+    assert shapes <= {3, 5, top - 1}
+    assert Counter(seen) == Counter(examples(encoded))
+    assert len(list(dataset)) == count_batches(encoded.lengths, boundaries, 8)

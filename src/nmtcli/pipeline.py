@@ -35,8 +35,8 @@ class EncodedPairs:
 
     @property
     def lengths(self) -> np.ndarray:
-        """The bucketing length of each pair: the longer of source and target-input."""
-        return np.maximum(self.source_lengths, self.target_lengths - 1)
+        """The bucketing length of each pair: the longer of source and target (with start and end)."""
+        return np.maximum(self.source_lengths, self.target_lengths)
 
     @property
     def target_tokens(self) -> int:
@@ -66,8 +66,13 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     boundaries: list[int] | None = None,
+    fixed_shapes: bool = False,
 ) -> tf.data.Dataset:
-    """Batches of similar-length pairs, padded to the longest in each batch."""
+    """Batches of similar-length pairs, padded to the longest in each batch.
+
+    With ``fixed_shapes`` every batch is padded to its bucket's boundary instead, so there are only
+    as many batch shapes as buckets: what XLA (``--jit-compile``) needs to compile once per shape.
+    """
     source = tf.RaggedTensor.from_row_lengths(data.source_values, data.source_lengths)
     target = tf.RaggedTensor.from_row_lengths(data.target_values, data.target_lengths)
     # Slices of a ragged tensor come out as ragged specs; an identity map makes them plain tensors,
@@ -76,10 +81,13 @@ def make_dataset(
     if shuffle:
         dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
     boundaries = boundaries or bucket_boundaries(data.lengths)
+    if fixed_shapes:  # the last bucket needs an upper bound to pad to
+        boundaries = [*boundaries, max(boundaries[-1], int(data.lengths.max(initial=0))) + 1]
     dataset = dataset.bucket_by_sequence_length(
-        lambda s, t: tf.maximum(tf.shape(s)[0], tf.shape(t)[0] - 1),
+        lambda s, t: tf.maximum(tf.shape(s)[0], tf.shape(t)[0]),
         bucket_boundaries=boundaries,
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+        pad_to_bucket_boundary=fixed_shapes,
     )
     dataset = dataset.map(lambda s, t: ((s, t[:, :-1]), t[:, 1:]), num_parallel_calls=tf.data.AUTOTUNE)
     # The batch count is known exactly; telling tf.data lets Keras size its progress and epochs.

@@ -273,10 +273,20 @@ def _fit(
     valid_pairs = EncodedPairs(data.pairs("valid"), source_vectorizer, target_vectorizer)
     boundaries = bucket_boundaries(train_pairs.lengths)
     batch_size = train_config.batch_size
+    fixed = train_config.jit_compile
     train_set = make_dataset(
-        train_pairs, batch_size, shuffle=True, seed=train_config.seed, boundaries=boundaries
+        train_pairs,
+        batch_size,
+        shuffle=True,
+        seed=train_config.seed,
+        boundaries=boundaries,
+        fixed_shapes=fixed,
     )
-    valid_set = make_dataset(valid_pairs, batch_size, boundaries=boundaries) if len(valid_pairs) else None
+    valid_set = (
+        make_dataset(valid_pairs, batch_size, boundaries=boundaries, fixed_shapes=fixed)
+        if len(valid_pairs)
+        else None
+    )
 
     with dtype_policy("mixed_float16" if train_config.mixed_precision else "float32"):
         model = build_model(model_config)
