@@ -55,7 +55,7 @@ class RichProgress(keras.callbacks.Callback):
         tenth = max(1, steps // 10)
         if steps >= 200 and (batch + 1) % tenth == 0 and batch + 1 < steps:
             self.console.print(
-                f"  {(batch + 1) / steps:4.0%} of epoch ({batch + 1}/{steps} batches)  loss {shown}  "
+                f"  {100 * (batch + 1) // steps:3d}% of epoch ({batch + 1}/{steps} batches)  loss {shown}  "
                 f"{time.perf_counter() - self._started:.0f}s",
                 highlight=False,
             )
