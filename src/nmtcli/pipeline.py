@@ -38,11 +38,6 @@ class EncodedPairs:
         """The bucketing length of each pair: the longer of source and target (with start and end)."""
         return np.maximum(self.source_lengths, self.target_lengths)
 
-    @property
-    def target_tokens(self) -> int:
-        """Number of predicted target tokens (the loss's denominator)."""
-        return int((self.target_lengths - 1).sum())
-
 
 def bucket_boundaries(lengths: np.ndarray, buckets: int = 10) -> list[int]:
     """Upper length bounds so that the buckets hold about equal numbers of pairs."""

@@ -92,11 +92,3 @@ class GruAttentionSeq2Seq(Seq2Seq):
         output, state = self.decoder_rnn.cell(self.embed_step(tokens), state, training=False)
         logits, _ = self._readout(ops.expand_dims(output, 1), memory)
         return ops.squeeze(logits, 1), list(state) if isinstance(state, (list, tuple)) else [state]
-
-    def attention_weights(self, target_in, memory):
-        """``target_in [B, T] -> weights [B, T, S]``: where each output step looked in the source."""
-        embedded = self.target_embedding(target_in)
-        outputs, _ = self.decoder_rnn(
-            embedded, initial_state=self.initial_state(memory), mask=self.source_mask(target_in)
-        )
-        return self._readout(outputs, memory)[1]
