@@ -361,6 +361,9 @@ def train(
         jit_compile=jit_compile,
         mixed_precision=mixed_precision,
     )
+    from .corpus import PreparedData
+
+    PreparedData.load(data or _workspace(workspace).data_dir)  # say what is missing before TF loads
     _load_tensorflow()
     from rich.console import Console
 
