@@ -412,6 +412,13 @@ def train(
     mixed_precision: Annotated[
         bool, typer.Option(help="Compute in float16 with float32 weights (for GPUs); saved in float32.")
     ] = False,
+    bf16_output: Annotated[
+        bool,
+        typer.Option(
+            help="On a CPU with native bfloat16 (AVX512-BF16, AMX): the output layer's products in bfloat16 "
+            "while training (weights, logits and softmax stay float32); ignored elsewhere."
+        ),
+    ] = True,
     distribute: Annotated[
         str | None,
         typer.Option(
@@ -488,6 +495,7 @@ def train(
             max_minutes=max_minutes,
             jit_compile=jit_compile,
             mixed_precision=mixed_precision,
+            bf16_output=bf16_output,
             distribute=distribute,
         ),
     )

@@ -162,6 +162,7 @@ class TrainConfig(_Serializable):
     seed: int = 1234
     jit_compile: bool = False
     mixed_precision: bool = False
+    bf16_output: bool = True  # output layer in bfloat16 while training, on CPUs that have it natively
     label_smoothing: float = 0.0
     reduce_lr_factor: float | None = 0.5  # multiply the learning rate by this on a plateau; None = off
     reduce_lr_patience: int = 1  # epochs without improvement before the learning rate is reduced

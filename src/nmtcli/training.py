@@ -73,10 +73,11 @@ class MaskedCrossEntropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "int32")
-        log_probs = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)
-        nll = -ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(y_true, -1), axis=-1), -1)
-        if self.label_smoothing:
-            nll = (1.0 - self.label_smoothing) * nll - self.label_smoothing * ops.mean(log_probs, axis=-1)
+        logits = ops.cast(y_pred, "float32")
+        nll = ops.sparse_categorical_crossentropy(y_true, logits, from_logits=True)  # one fused op
+        if self.label_smoothing:  # mean_v(-log p_v) = logsumexp(logits) - mean(logits)
+            uniform = ops.logsumexp(logits, axis=-1) - ops.mean(logits, axis=-1)
+            nll = (1.0 - self.label_smoothing) * nll + self.label_smoothing * uniform
         mask = ops.cast(ops.not_equal(y_true, PAD_ID), "float32")
         if self.weighted:  # the batch's sample weights already divide by its real tokens
             return nll * mask
@@ -108,11 +109,11 @@ class TokenCrossEntropy(keras.metrics.Metric):
         self.tokens = self.add_variable(shape=(), initializer="zeros", name="tokens", dtype="float32")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        # The same ops on the same tensors as MaskedCrossEntropy, so graph optimisation computes the
+        # softmax once for both (padding targets are id 0, a valid class whose loss is masked out).
         y_true = ops.cast(y_true, "int32")
+        nll = ops.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, "float32"), from_logits=True)
         mask = ops.cast(ops.not_equal(y_true, PAD_ID), "float32")
-        nll = ops.sparse_categorical_crossentropy(
-            ops.where(mask > 0, y_true, 0), ops.cast(y_pred, "float32"), from_logits=True
-        )
         self.total.assign_add(ops.sum(nll * mask))
         self.tokens.assign_add(ops.sum(mask))
 
@@ -496,6 +497,7 @@ def _fit(
     with _scope(strategy), dtype_policy("mixed_float16" if train_config.mixed_precision else "float32"):
         model = build_model(model_config)
         model.build()
+        model.bf16_output = train_config.bf16_output
         model.compile(
             optimizer=make_optimizer(train_config),
             loss=masked_loss(train_config.label_smoothing, weighted=replicas is not None),

@@ -86,7 +86,7 @@ class GruAttentionSeq2Seq(Seq2Seq):
         values, keys, mask, _ = memory
         context, weights = self.attention(outputs, values, keys, mask)
         combined = self.attention_output(ops.concatenate([outputs, context], axis=-1))
-        logits = self.project(self.output_dropout(combined, training=training))
+        logits = self.project(self.output_dropout(combined, training=training), training=training)
         return logits, weights
 
     def decode(self, target_in, memory, training=False):

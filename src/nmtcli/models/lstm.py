@@ -44,7 +44,7 @@ class LstmSeq2Seq(Seq2Seq):
         outputs, _, _ = self._run(
             self.decoder_rnn, embedded, list(memory), self.source_mask(target_in), training
         )
-        return self.project(self.readout(self.output_dropout(outputs, training=training)))
+        return self.project(self.readout(self.output_dropout(outputs, training=training)), training=training)
 
     def _run(self, layer, inputs, initial_state, mask, training):
         if self.fast_rnn:
