@@ -26,7 +26,7 @@ from pathlib import Path
 # Each row: (prepare options, train options, evaluate options).
 ROWS: dict[str, tuple[list[str], list[str], list[str]]] = {
     # The default recipe within a laptop's hour.
-    "default": ([], ["--max-minutes", "60"], ["--bleu", "--chrf", "--ter"]),
+    "default": ([], ["--epochs", "50", "--max-minutes", "60"], ["--bleu", "--chrf", "--ter"]),
     # The seeds' recipes (see `nmt train --help` and src/nmtcli/presets.py).
     "seed-000": (["--preset", "seed-000"], ["--preset", "seed-000"], ["--bleu", "--chrf", "--ter"]),
     "seed-002": (["--preset", "seed-002"], ["--preset", "seed-002"], ["--bleu", "--chrf", "--ter"]),

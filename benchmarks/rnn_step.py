@@ -1,4 +1,5 @@
-"""Milliseconds per training step: the Keras recurrent layers against nmtcli's CPU path (``fast_rnn``).
+"""Milliseconds per training step: the Keras recurrent layers against nmtcli's CPU path (``fast_rnn``),
+or (``--compare bf16_output``) the output layer in float32 against bfloat16.
 
 Two copies of one model (same weights, same optimizer settings), one with ``fast_rnn = False``, take
 turns on the same fixed batch; each round times ``--steps`` steps of each, and the medians over the
@@ -46,6 +47,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=5, help="steps per model per round")
+    parser.add_argument(
+        "--compare",
+        choices=("fast_rnn", "bf16_output"),
+        default="fast_rnn",
+        help="fast_rnn: Keras' recurrent layers against fast_rnn; bf16_output: the output layer in float32 "
+        "against bfloat16 (both on fast_rnn)",
+    )
     args = parser.parse_args()
 
     import keras
@@ -70,13 +78,18 @@ def main() -> None:
     inputs, labels = (source, target[:, :-1]), target[:, 1:]
 
     keras.utils.set_random_seed(0)
+    # (name, fast_rnn, bf16_output) of the two models: the baseline first.
+    variants = {
+        "fast_rnn": (("keras", False, False), ("fast", True, False)),
+        "bf16_output": (("float32", True, False), ("bf16", True, True)),
+    }[args.compare]
     models = {}
-    for name, fast in (("keras", False), ("fast", True)):
+    for name, fast, bf16 in variants:
         model = build_model(config)
-        model.fast_rnn = fast
+        model.fast_rnn, model.bf16_output = fast, bf16
         model.build()
         if models:
-            model.set_weights(models["keras"].get_weights())
+            model.set_weights(models[variants[0][0]].get_weights())
         model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss=masked_loss())
         models[name] = model
     # The first step traces; both must start from the same loss.
@@ -89,21 +102,24 @@ def main() -> None:
             for _ in range(args.steps):
                 model.train_on_batch(inputs, labels)
             times[name].append((time.perf_counter() - started) / args.steps * 1000)
-    keras_ms, fast_ms = (statistics.median(times[name]) for name in ("keras", "fast"))
+    (base, *_), (other, *_) = variants
+    base_ms, other_ms = (statistics.median(times[name]) for name in (base, other))
     print(
         json.dumps(
             {
                 "benchmark": "rnn_step",
+                "compare": args.compare,
                 "arch": args.arch,
                 "batch": args.batch,
                 "source_length": args.source_length,
                 "target_length": args.target_length,
                 "units": args.units,
-                "keras_ms_per_step": round(keras_ms, 1),
-                "fast_ms_per_step": round(fast_ms, 1),
-                "speedup": round(keras_ms / fast_ms, 2),
-                "keras_ms_all": [round(t, 1) for t in times["keras"]],
-                "fast_ms_all": [round(t, 1) for t in times["fast"]],
+                "target_vocab": args.target_vocab,
+                f"{base}_ms_per_step": round(base_ms, 1),
+                f"{other}_ms_per_step": round(other_ms, 1),
+                "speedup": round(base_ms / other_ms, 2),
+                f"{base}_ms_all": [round(t, 1) for t in times[base]],
+                f"{other}_ms_all": [round(t, 1) for t in times[other]],
                 "first_step_loss": first,
                 "load_average_1min": round(os.getloadavg()[0], 2),
             }

@@ -126,7 +126,7 @@ NON_DEFAULT = [
         max_vocab=None,
     ),
     ModelConfig(arch="lstm", level="char", units=16, dropout=0.0, target_vocab_size=40),
-    TrainConfig(epochs=2, optimizer="rmsprop", clipnorm=None, jit_compile=True),
+    TrainConfig(epochs=2, optimizer="rmsprop", clipnorm=None, jit_compile=True, bf16_output=False),
 ]
 
 
@@ -250,6 +250,12 @@ def test_tie_embeddings_round_trips_and_defaults_to_untied() -> None:
     # A config.json from before the option existed loads as untied.
     old = {k: v for k, v in tied.to_dict().items() if k != "tie_embeddings"}
     assert ModelConfig.from_dict(old).tie_embeddings is False
+
+
+def test_bf16_output_is_on_by_default_and_old_configs_get_it() -> None:
+    assert TrainConfig().bf16_output is True
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "bf16_output"}
+    assert TrainConfig.from_dict(old).bf16_output is True
 
 
 # (command-line arguments, the flag the one error line must start with)

@@ -235,3 +235,44 @@ def test_tied_output_get_config_round_trip() -> None:
     layer = TiedOutput(TARGET_VOCAB, name="output_projection")
     clone = TiedOutput.from_config(layer.get_config())
     assert (clone.vocab_size, clone.name) == (TARGET_VOCAB, "output_projection")
+
+
+def test_label_smoothed_loss_mixes_in_the_mean_over_the_vocabulary() -> None:
+    rng = np.random.default_rng(1)
+    target_out = np.array([[5, 6, 3, 0], [7, 3, 0, 0]], np.int32)
+    logits = rng.normal(size=(2, 4, TARGET_VOCAB)).astype("float32")
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    token_nll = -np.take_along_axis(log_probs, target_out[..., None], -1)[..., 0]
+    smoothed = 0.9 * token_nll - 0.1 * log_probs.mean(-1)
+    real = target_out != 0
+    loss = float(keras.ops.convert_to_numpy(masked_loss(0.1)(target_out, logits)))
+    assert loss == pytest.approx(smoothed[real].sum() / real.sum(), rel=1e-5)
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_bf16_output_changes_only_training_logits_and_only_by_rounding(tied) -> None:
+    """With ``bf16_output`` the output layer's products run in bfloat16 while training, on CPUs that
+    have it; inference stays float32, and elsewhere nothing changes at all."""
+    from nmtcli.models.base import cpu_has_bf16
+
+    built = built_model("gru-attention", tie_embeddings=tied, units=64, embedding_dim=64)
+    # Large enough that rounding the operands to bfloat16 shows in the logits.
+    for variable in (built.output_projection.trainable_variables or []) + [built.target_embedding.embeddings]:
+        variable.assign(variable * 4.0)
+
+    def logits(bf16: bool, training: bool) -> np.ndarray:
+        built.bf16_output = bf16
+        return keras.ops.convert_to_numpy(built((SOURCE, TARGET_IN), training=training))
+
+    try:
+        exact = logits(False, training=True)
+        assert np.array_equal(logits(True, training=False), logits(False, training=False))
+        low = logits(True, training=True)
+    finally:
+        built.bf16_output = False
+    assert low.dtype == np.float32 and low.shape == exact.shape
+    if cpu_has_bf16():
+        assert not np.array_equal(low, exact)
+        np.testing.assert_allclose(low, exact, atol=0.05 * np.abs(exact).max())
+    else:
+        assert np.array_equal(low, exact)

@@ -368,8 +368,8 @@ def train(
     level: Annotated[str, typer.Option(help="word | char.")] = "word",
     epochs: Annotated[int, typer.Option(help="Most epochs to train.")] = 10,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Sentence pairs per batch.")] = 64,
-    embedding_dim: Annotated[int, typer.Option(help="Embedding size.")] = 256,
-    units: Annotated[int, typer.Option(help="Recurrent units (per direction in the encoder).")] = 512,
+    embedding_dim: Annotated[int, typer.Option(help="Embedding size.")] = 128,
+    units: Annotated[int, typer.Option(help="Recurrent units (per direction in the encoder).")] = 256,
     dropout: Annotated[float, typer.Option(help="Dropout on embeddings and outputs.")] = 0.1,
     tie_embeddings: Annotated[
         bool, typer.Option(help="Output layer shares the target embedding matrix (fewer parameters).")

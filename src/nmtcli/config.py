@@ -115,8 +115,9 @@ class ModelConfig(_Serializable):
 
     arch: str = "gru-attention"
     level: str = "word"
-    embedding_dim: int = 256
-    units: int = 512
+    # Sized for a CPU hour: on spa.txt, 256 units learnt faster per hour than 512 (docs/results.md).
+    embedding_dim: int = 128
+    units: int = 256
     dropout: float = 0.1
     # The output layer reusing the target embedding matrix: off by default, since it learnt far
     # slower in our measurement (docs/results.md).
