@@ -109,8 +109,8 @@ class TokenCrossEntropy(keras.metrics.Metric):
         self.tokens = self.add_variable(shape=(), initializer="zeros", name="tokens", dtype="float32")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        # The same ops on the same tensors as MaskedCrossEntropy, so graph optimisation computes the
-        # softmax once for both (padding targets are id 0, a valid class whose loss is masked out).
+        # Padding targets are id 0, a valid class, so no remapping is needed before the fused op;
+        # their loss is masked out below.
         y_true = ops.cast(y_true, "int32")
         nll = ops.sparse_categorical_crossentropy(y_true, ops.cast(y_pred, "float32"), from_logits=True)
         mask = ops.cast(ops.not_equal(y_true, PAD_ID), "float32")

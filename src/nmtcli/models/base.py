@@ -65,7 +65,8 @@ class Seq2Seq(keras.Model):
 
         The output layer is most of a word-level model's work (``V`` is tens of thousands). While
         training on a CPU that multiplies bfloat16 natively, its products run in bfloat16 (float32
-        weights, float32 logits and softmax), about 2.5x faster there; see ``bf16_output``.
+        weights, float32 logits and softmax): the layer about twice as fast, a default-model step 1.38x
+        (docs/benchmarks.md); see ``bf16_output``.
         """
         low = training and self.bf16_output and _bf16_applies(features)
         if self.tie_embeddings:
