@@ -291,6 +291,20 @@ def test_evaluate_beam_size_is_in_the_signature_and_json(workspace) -> None:
     assert_ok(result)
     decoding = json.loads(result.stdout)["decoding"]
     assert (decoding["method"], decoding["beam_size"], decoding["length_penalty"]) == ("beam", 3, 0.6)
+    assert decoding["bf16_output"] is False
+
+
+def test_bf16_output_decoding_is_recorded_where_this_cpu_can_run_it(workspace) -> None:
+    from nmtcli.models.base import cpu_has_bf16
+
+    result = nmt("evaluate", "--workspace", workspace, "--bf16-output", "--json")
+    assert_ok(result)
+    decoding = json.loads(result.stdout)["decoding"]
+    assert decoding["bf16_output"] is cpu_has_bf16()
+    assert ("|output:bf16|" in json.loads(result.stdout)["nmtcli_signature"]) is cpu_has_bf16()
+    result = nmt("translate", "--workspace", workspace, "--bf16-output", "Go.", "I am hungry.")
+    assert_ok(result)
+    assert len(result.stdout.splitlines()) == 2
 
 
 # --------------------------------------------------------------------------------------------------

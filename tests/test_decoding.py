@@ -361,3 +361,91 @@ def test_with_attention_gives_the_same_ids_and_stacks_each_step_s_weights() -> N
     np.testing.assert_array_equal(ids.numpy(), expected)
     assert weights.dtype == tf.float32 and weights.shape == (2, 3, 4)  # [B, steps, S]
     np.testing.assert_array_equal(weights.numpy()[0], np.eye(4, dtype=np.float32)[:3])
+
+
+# --------------------------------------------------------------------------------------------------
+# drop_finished: ended sentences leave the batch
+
+
+def markov_step(seed: int = 3):
+    """A random Markov chain whose next token depends on the token fed in and on a per-row offset in
+    the state (so rows differ); each row's end id wins once its own countdown in the state runs
+    out, if the chain has not reached it before. The state also carries a scalar step counter and a
+    per-row ``[B, 2, 3]`` tag that must follow its row."""
+    rng = np.random.default_rng(seed)
+    table = tf.constant(rng.normal(size=(VOCAB, VOCAB)) * 2, tf.float32)
+    sizes = []
+
+    def next_fn(tokens, state):
+        sizes.append(int(tf.shape(tokens)[0]))  # eager mode: one Python call per step
+        offset, left = state["offset"], state["left"]
+        tf.debugging.assert_equal(state["tag"][:, 1, 2], offset)  # the row's tag stayed with it
+        logits = tf.gather(table, (tokens + offset) % VOCAB)
+        logits += (
+            100.0
+            * tf.one_hot(tf.fill(tf.shape(tokens), END_ID), VOCAB)
+            * tf.cast(left <= 0, tf.float32)[:, None]
+        )
+        return logits, {"offset": offset, "left": left - 1, "tag": state["tag"], "step": state["step"] + 1}
+
+    def state(batch_size: int):
+        offset = tf.range(batch_size, dtype=tf.int32) % VOCAB
+        tag = tf.tile(offset[:, None, None], [1, 2, 3])
+        countdowns = tf.constant(np.random.default_rng(seed).integers(0, 30, size=64), tf.int32)
+        left = countdowns[:batch_size]
+        return {"offset": offset, "left": left, "tag": tag, "step": tf.constant(0)}
+
+    return next_fn, state, sizes
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 40])
+def test_dropping_finished_rows_gives_the_same_ids_on_ever_fewer_rows(batch_size) -> None:
+    next_fn, state, sizes = markov_step()
+    kept = greedy_search(next_fn, state(batch_size), batch_size, max_length=25).numpy()
+    steps_kept = len(sizes)
+    sizes.clear()
+    dropped = greedy_search(next_fn, state(batch_size), batch_size, 25, drop_finished=True).numpy()
+    np.testing.assert_array_equal(dropped, kept)
+    assert len(sizes) == steps_kept  # the same number of steps...
+    assert sizes[0] == batch_size and sizes == sorted(sizes, reverse=True)  # ...on fewer rows
+    if batch_size == 40:
+        ended = (kept == END_ID).any(axis=1)
+        assert 0 < ended.sum() < batch_size and sizes[-1] < batch_size
+        # Every row computed at a step was live at most DROP_SHARE ago: the work tracks live rows.
+        live = [(~(kept[:, :step] == END_ID).any(axis=1)).sum() for step in range(len(sizes))]
+        assert all(size * 0.75 <= count + 1 for size, count in zip(sizes, live, strict=True))
+
+
+def test_dropping_finished_rows_works_inside_tf_function_with_a_dynamic_batch() -> None:
+    next_fn, state, _ = markov_step(seed=8)
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)])
+    def decode(batch_size, max_length):
+        return greedy_search(next_fn, state(batch_size), batch_size, max_length, drop_finished=True)
+
+    for batch_size, max_length in ((30, 20), (7, 4)):
+        expected = greedy_search(next_fn, state(batch_size), batch_size, max_length).numpy()
+        np.testing.assert_array_equal(decode(batch_size, max_length).numpy(), expected)
+    assert decode.experimental_get_tracing_count() == 1
+
+
+def test_dropped_rows_get_zero_attention_weights_and_the_same_ids() -> None:
+    next_fn, state, _ = markov_step(seed=5)
+
+    def attending(tokens, state):
+        logits, next_state = next_fn(tokens, state)
+        weights = tf.one_hot(state["offset"] % 4, 4) + 1.0  # [B, S], never zero while computed
+        return logits, next_state, weights
+
+    expected, full = greedy_search_with_attention(attending, state(30), 30, max_length=25)
+    ids, weights = greedy_search_with_attention(attending, state(30), 30, 25, drop_finished=True)
+    ids, weights, full = ids.numpy(), weights.numpy(), full.numpy()
+    np.testing.assert_array_equal(ids, expected.numpy())
+    for row in range(30):
+        ends = np.flatnonzero(ids[row] == END_ID)
+        last = ends[0] if ends.size else ids.shape[1] - 1
+        # Up to the end id, the weights the step gave; dropped later, zeros (or still computed).
+        np.testing.assert_array_equal(weights[row, : last + 1], full[row, : last + 1])
+        after = weights[row, last + 1 :]
+        assert all(not step.any() or np.array_equal(step, full[row, 0]) for step in after)
+    assert (~weights.any(axis=2)).any()  # some rows were dropped

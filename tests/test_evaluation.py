@@ -55,6 +55,7 @@ def test_evaluate_reports_the_chosen_metrics_with_signatures(translator, test_sp
         "length_penalty": None,
         "max_length": "auto",
         "batch_size": 64,
+        "bf16_output": False,
     }
     assert "|decode:greedy|max_len:auto|" in result.signature()
     assert f"nsents:{len(sources)}" in result.signature()
@@ -79,6 +80,7 @@ def test_beam_search_settings_are_in_the_result_and_the_signature(translator, te
         "length_penalty": 1.0,
         "max_length": 20,
         "batch_size": 64,
+        "bf16_output": False,
     }
     assert "|decode:beam|beam:4|lenpen:1.0|max_len:20|" in result.signature()
     assert result.hypotheses == translator.translate(sources, beam_size=4, length_penalty=1.0, max_length=20)

@@ -182,7 +182,7 @@ def loaded_once(tiny_run, translator):
     from nmtcli.translator import Translator
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Translator, "load", classmethod(lambda cls, run_dir: translator))
+        patch.setattr(Translator, "load", classmethod(lambda cls, run_dir, bf16_output=False: translator))
         yield tiny_run
 
 

@@ -276,3 +276,57 @@ def test_bf16_output_changes_only_training_logits_and_only_by_rounding(tied) -> 
         np.testing.assert_allclose(low, exact, atol=0.05 * np.abs(exact).max())
     else:
         assert np.array_equal(low, exact)
+
+
+def test_greedy_decodes_like_a_loop_over_next(model) -> None:
+    """``greedy`` (ended sentences leave the batch) gives the ids of a plain step-by-step loop."""
+    import tensorflow as tf
+
+    from nmtcli.vectorizers import END_ID
+
+    source = np.concatenate([SOURCE, SOURCE[::-1], SOURCE[:, ::-1]])  # 6 sentences
+    ids = tf.function(lambda s: model.greedy(s, tf.constant(8)))(source).numpy()
+    memory = model.encode(source)
+    state = model.initial_state(memory)
+    tokens = np.full(len(source), START_ID, np.int32)
+    expected, done = [], np.zeros(len(source), bool)
+    for _ in range(8):
+        logits, state = model.next(tokens, state, memory)
+        tokens = np.where(done, 0, np.argmax(keras.ops.convert_to_numpy(logits), -1)).astype(np.int32)
+        expected.append(tokens)
+        done |= tokens == END_ID
+        if done.all():
+            break
+    np.testing.assert_array_equal(ids, np.stack(expected, 1))
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_bf16_decoding_rounds_only_the_output_layer_and_only_inside(tied, monkeypatch) -> None:
+    """``bf16_decoding`` (``nmt translate --bf16-output``) runs the output product of a step in
+    bfloat16; outside it, or on a CPU without native bfloat16, decoding is float32 as before."""
+    import tensorflow as tf
+
+    from nmtcli.models import base
+
+    built = built_model("gru-attention", tie_embeddings=tied, units=64, embedding_dim=64)
+    for variable in (built.output_projection.trainable_variables or []) + [built.target_embedding.embeddings]:
+        variable.assign(variable * 4.0)  # large enough logits that bfloat16's rounding shows
+    memory = built.encode(SOURCE)
+    tokens = tf.constant([START_ID, START_ID])
+
+    @tf.function
+    def step(bf16: bool):
+        with built.bf16_decoding(bf16):
+            return built.next(tokens, built.initial_state(memory), memory)[0]
+
+    exact = step(False).numpy()
+    monkeypatch.setattr(base, "cpu_has_bf16", lambda: False)
+    assert not built.bf16_decoding_applies()
+    np.testing.assert_array_equal(step(True).numpy(), exact)  # retraced: nothing to change here
+    monkeypatch.setattr(base, "cpu_has_bf16", lambda: True)  # emulated where the CPU lacks it
+    assert built.bf16_decoding_applies()
+    low = tf.function(step.python_function)(True).numpy()
+    assert low.dtype == np.float32 and not np.array_equal(low, exact)
+    np.testing.assert_allclose(low, exact, atol=0.05 * np.abs(exact).max())
+    assert built._decoding_matrix is None  # the context left nothing behind
+    np.testing.assert_array_equal(step(False).numpy(), exact)

@@ -155,6 +155,19 @@ def test_a_truncated_model_file_is_a_model_error(run_dir, tmp_path) -> None:
         Translator.load(run)
 
 
+def test_a_model_keras_cannot_rebuild_is_a_model_error(run_dir, monkeypatch) -> None:
+    """Keras only warns when a saved model's build fails, and loads no weights into the layers it
+    could not build; nmtcli refuses such a model rather than translate with random weights."""
+    from nmtcli.models.base import Seq2Seq
+
+    def failing_build(self, input_shape=None):
+        raise ValueError("cannot build")
+
+    monkeypatch.setattr(Seq2Seq, "build", failing_build)
+    with pytest.raises(ModelError, match="cannot rebuild the model"):
+        Translator.load(run_dir)
+
+
 def test_a_missing_model_file_is_a_model_error(run_dir, tmp_path) -> None:
     run = damaged_copy(run_dir, tmp_path)
     (run / "model.keras").unlink()

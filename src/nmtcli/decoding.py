@@ -6,6 +6,11 @@ until every sentence has produced the end id or ``max_length`` steps have run; `
 drive them with fake step functions that return fixed logits.
 ``greedy_search_with_attention`` runs the greedy loop over a step function that also returns
 attention weights, and stacks them.
+
+With ``drop_finished`` the greedy loop stops computing sentences that have ended: their rows leave
+``tokens`` and every tensor of ``state`` (so per-sentence data the step needs, such as encoder
+outputs, must travel in ``state``, not in a closure). In a batch of a few hundred sentences the
+longest one decides how many steps run, and most rows have long ended by then.
 """
 
 from __future__ import annotations
@@ -29,18 +34,21 @@ def greedy_search(
     max_length: tf.Tensor | int,
     start_id: int = START_ID,
     end_id: int = END_ID,
+    drop_finished: bool = False,
 ) -> tf.Tensor:
     """Pick the most likely token at every step. Returns ids ``[B, steps]``, int32.
 
     A sentence that has ended is padded with ``PAD_ID``; ``steps <= max_length``. ``state`` is any
-    nest of tensors whose shapes stay fixed from step to step. Wrap the caller in ``tf.function``.
+    nest of tensors whose shapes stay fixed from step to step, or, with ``drop_finished``, whose
+    first axis holds the batch and shrinks as sentences end (scalars are passed on unchanged); the
+    ids are the same either way. Wrap the caller in ``tf.function``.
     """
 
     def with_nothing(tokens, state):
         logits, state = next_fn(tokens, state)
         return logits, state, None
 
-    ids, _ = _greedy_loop(with_nothing, state, batch_size, max_length, start_id, end_id, collect=False)
+    ids, _ = _greedy_loop(with_nothing, state, batch_size, max_length, start_id, end_id, False, drop_finished)
     return ids
 
 
@@ -51,40 +59,68 @@ def greedy_search_with_attention(
     max_length: tf.Tensor | int,
     start_id: int = START_ID,
     end_id: int = END_ID,
+    drop_finished: bool = False,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """:func:`greedy_search` over ``next_fn(tokens, state) -> (logits [B, V], state, weights [B, S])``.
 
     Returns ``(ids [B, steps] int32, weights [B, steps, S] float32)``: the same ids as
     ``greedy_search`` over the same logits, and the weights each step returned (rows after a
-    sentence's end id are left as the step function gave them).
+    sentence's end id are as the step function gave them, or zeros once ``drop_finished`` has
+    dropped the sentence).
     """
-    return _greedy_loop(next_fn, state, batch_size, max_length, start_id, end_id, collect=True)
+    return _greedy_loop(next_fn, state, batch_size, max_length, start_id, end_id, True, drop_finished)
 
 
-def _greedy_loop(next_fn, state, batch_size, max_length, start_id, end_id, collect: bool):
+# With ``drop_finished``, ended rows are dropped once they are at least this share of the rows still
+# computed: each drop copies the whole state (encoder outputs included), so it is not done every step.
+DROP_SHARE = 0.25
+
+
+def _greedy_loop(next_fn, state, batch_size, max_length, start_id, end_id, collect, drop_finished):
     """The one decoding loop. ``next_fn`` returns ``(logits, state, extra)``; with ``collect`` the
-    ``[B, ...]`` extras are stacked into ``[B, steps, ...]`` float32, else ``extra`` is ignored."""
+    ``[B, ...]`` extras are stacked into ``[B, steps, ...]`` float32, else ``extra`` is ignored.
+
+    ``rows`` holds each computed row's place in the batch; without ``drop_finished`` it stays
+    ``range(B)`` and every step computes every row."""
+    batch_size = tf.convert_to_tensor(batch_size, tf.int32)
     tokens = tf.fill([batch_size], tf.constant(start_id, tf.int32))
     finished = tf.zeros([batch_size], tf.bool)
+    rows = tf.range(batch_size)
     outputs = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
     extras = tf.TensorArray(tf.float32, size=0, dynamic_size=True) if collect else tf.constant(0)
+    state = tf.nest.map_structure(tf.convert_to_tensor, state)
 
-    def keep_going(step, tokens, state, finished, outputs, extras):
+    def in_batch_order(values, rows, fill):
+        """``values [R, ...]`` of the computed ``rows`` -> ``[B, ...]``, ``fill`` in the dropped rows."""
+        if not drop_finished:
+            return values
+        shape = tf.concat([[batch_size], tf.shape(values)[1:]], axis=0)
+        return tf.tensor_scatter_nd_update(tf.fill(shape, fill), rows[:, None], values)
+
+    def keep_going(step, tokens, state, finished, rows, outputs, extras):
         return tf.logical_not(tf.reduce_all(finished))
 
-    def one_step(step, tokens, state, finished, outputs, extras):
+    def one_step(step, tokens, state, finished, rows, outputs, extras):
         logits, state, extra = next_fn(tokens, state)
         chosen = tf.argmax(logits, axis=-1, output_type=tf.int32)
         chosen = tf.where(finished, tf.constant(PAD_ID, tf.int32), chosen)
         finished = tf.logical_or(finished, tf.equal(chosen, end_id))
+        outputs = outputs.write(step, in_batch_order(chosen, rows, PAD_ID))
         if collect:
-            extras = extras.write(step, tf.cast(extra, tf.float32))
-        return step + 1, chosen, state, finished, outputs.write(step, chosen), extras
+            extras = extras.write(step, in_batch_order(tf.cast(extra, tf.float32), rows, 0.0))
+        if drop_finished:
+            chosen, state, finished, rows = _drop_rows_if_due(chosen, state, finished, rows)
+        return step + 1, chosen, state, finished, rows, outputs, extras
 
-    _, _, _, _, outputs, extras = tf.while_loop(
+    loop_vars = (tf.constant(0), tokens, state, finished, rows, outputs, extras)
+    invariants = tf.nest.map_structure(_shape_invariant, loop_vars)
+    if drop_finished:
+        invariants = tf.nest.map_structure(_batch_axis_free, invariants)
+    _, _, _, _, _, outputs, extras = tf.while_loop(
         keep_going,
         one_step,
-        (tf.constant(0), tokens, state, finished, outputs, extras),
+        loop_vars,
+        shape_invariants=invariants,
         maximum_iterations=max_length,
     )
     ids = tf.transpose(tf.reshape(outputs.stack(), [-1, batch_size]))  # [steps, B] -> [B, steps]
@@ -93,6 +129,33 @@ def _greedy_loop(next_fn, state, batch_size, max_length, start_id, end_id, colle
     stacked = extras.stack()  # [steps, B, ...]
     rank = len(stacked.shape)
     return ids, tf.transpose(stacked, [1, 0, *range(2, rank)])
+
+
+def _drop_rows_if_due(tokens, state, finished, rows):
+    """Keep only the rows not ``finished``, once the finished ones are ``DROP_SHARE`` of all."""
+    count = tf.shape(finished)[0]
+    due = tf.cast(tf.reduce_sum(tf.cast(finished, tf.int32)), tf.float32) >= DROP_SHARE * tf.cast(
+        count, tf.float32
+    )
+
+    def drop():
+        live = tf.reshape(tf.where(tf.logical_not(finished)), [-1])
+        kept = tf.nest.map_structure(lambda x: tf.gather(x, live) if x.shape.rank else x, state)
+        return tf.gather(tokens, live), kept, tf.gather(finished, live), tf.gather(rows, live)
+
+    return tf.cond(due, drop, lambda: (tokens, state, finished, rows))
+
+
+def _shape_invariant(x):
+    # TensorArrays are loop variables too; their shape_invariants entry is ignored but must exist.
+    return x.shape if isinstance(x, tf.Tensor) else tf.TensorShape(None)
+
+
+def _batch_axis_free(shape: tf.TensorShape) -> tf.TensorShape:
+    """``shape`` with its first axis unknown (scalars, and unknown ranks, unchanged)."""
+    if shape.rank is None or shape.rank == 0:
+        return shape
+    return tf.TensorShape([None, *shape[1:]])
 
 
 def repeat_beams(nest: Any, beam_size: int) -> Any:

@@ -61,8 +61,9 @@ class EvaluationResult:
         """Our half of the reproducibility signature."""
         d = self.decoding
         beam = f"beam:{d['beam_size']}|lenpen:{d['length_penalty']}|" if d.get("method") == "beam" else ""
+        bf16 = "output:bf16|" if d.get("bf16_output") else ""
         return (
-            f"nmtcli:{__version__}|model:{self.model}|decode:{d['method']}|{beam}"
+            f"nmtcli:{__version__}|model:{self.model}|decode:{d['method']}|{beam}{bf16}"
             f"max_len:{d['max_length']}|nsents:{self.sentences}"
         )
 
@@ -153,6 +154,7 @@ def evaluate(
             "length_penalty": length_penalty if beam_size > 1 else None,
             "max_length": max_length or "auto",
             "batch_size": batch_size,
+            "bf16_output": translator.bf16_active,
         },
         hypotheses=hypotheses,
     )

@@ -9,7 +9,7 @@
 
 The graph does everything :meth:`Translator.translate` does: normalise, tokenise, look tokens up,
 truncate, sort by length into batches of 64, greedy-decode each batch with the model's ``encode`` and
-``next`` (:func:`decoding.greedy_search`, at most ``2 x source + 10`` tokens, capped as in
+``next`` (:meth:`Seq2Seq.greedy`, at most ``2 x source + 10`` tokens, capped as in
 ``Translator.default_max_length``), detokenise and restore the input order. Loading it needs neither
 nmtcli nor Keras, and TensorFlow Serving can serve it.
 
@@ -49,7 +49,6 @@ import regex
 import tensorflow as tf
 
 from . import __version__
-from .decoding import greedy_search
 from .errors import ModelError
 from .files import atomic_write_json, check_replaceable, make_private_dir_public, read_json, replace_dir
 from .translator import Translator
@@ -229,13 +228,7 @@ class ExportedTranslator(tf.Module):
     def greedy(self, source: tf.Tensor) -> tf.Tensor:
         """``source [B, S] int32 -> ids [B, T]``, with Translator.default_max_length steps at most."""
         max_length = tf.minimum(self.max_length_cap, 2 * tf.shape(source)[1] + 10)
-        memory = self.model.encode(source, training=False)
-        state = self.model.initial_state(memory)
-
-        def next_fn(tokens, state):
-            return self.model.next(tokens, state, memory)
-
-        return greedy_search(next_fn, state, tf.shape(source)[0], max_length)
+        return self.model.greedy(source, max_length)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
     def translate(self, sentences: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -163,7 +163,7 @@ def load_model(run_dir: Path) -> keras.Model:
     if not path.is_file():
         raise ModelError(f"{run_dir}: no model.keras; training may not have finished an epoch yet")
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for damaged or foreign files
         detail = " ".join(str(exc).split())  # Keras messages span lines; ours is one line
         if "safe_mode" in detail:
@@ -173,6 +173,12 @@ def load_model(run_dir: Path) -> keras.Model:
         if len(detail) > 300:
             detail = detail[:297] + "..."
         raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: {detail})") from None
+    # Where a model cannot be rebuilt, Keras only warns and leaves the layers it could not build
+    # without their weights; translating with random weights would be worse than stopping.
+    unbuilt = [layer.name for layer in model.layers if not layer.built]
+    if unbuilt:
+        raise ModelError(f"{path}: cannot rebuild the model; {', '.join(unbuilt)} got no weights")
+    return model
 
 
 def load_vectorizers(run_dir: Path, level: str) -> tuple[Vectorizer, Vectorizer]:

@@ -20,7 +20,7 @@ import tensorflow as tf
 from .attention import Alignment
 from .config import DEFAULT_LENGTH_PENALTY, ModelConfig, check_decoding
 from .corpus import normalize
-from .decoding import beam_search, greedy_search, greedy_search_with_attention, repeat_beams
+from .decoding import beam_search, repeat_beams
 from .errors import ModelError
 from .files import read_json
 from .model_folder import load_model, load_vectorizers, read_config, verify_folder
@@ -36,13 +36,18 @@ class Translator:
         config: ModelConfig,
         lowercase: bool = False,
         run_dir: Path | None = None,
+        bf16_output: bool = False,
     ):
+        """``bf16_output``: the output layer's product in bfloat16 while decoding, as in training, on
+        CPUs that have it natively (see ``Seq2Seq.bf16_decoding``): faster with a large vocabulary, and
+        where two words score within bfloat16's rounding the other may be chosen. Off by default."""
         self.model = model
         self.source = source
         self.target = target
         self.config = config
         self.lowercase = lowercase
         self.run_dir = run_dir
+        self.bf16_output = bf16_output
         # Inputs far longer than anything seen in training are cut, so one huge line cannot stall
         # a batch; ``truncated`` counts them in the last ``translate`` call.
         self.max_source_tokens = max(64, 2 * config.max_source_length) if config.max_source_length else 1024
@@ -52,8 +57,13 @@ class Translator:
         self._decode_attending = tf.function(self._greedy_attending_batch, input_signature=signature)
         self._beam_decoders: dict[int, Any] = {}  # beam size -> its compiled decoder
 
+    @property
+    def bf16_active(self) -> bool:
+        """Whether decoding runs the output layer in bfloat16: asked for, and possible here."""
+        return self.bf16_output and self.model.bf16_decoding_applies()
+
     @classmethod
-    def load(cls, run_dir: str | os.PathLike) -> Translator:
+    def load(cls, run_dir: str | os.PathLike, bf16_output: bool = False) -> Translator:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise ModelError(f"{run_dir}: model folder not found")
@@ -75,25 +85,15 @@ class Translator:
         manifest = run_dir / "data-manifest.json"
         if manifest.is_file():
             lowercase = bool(read_json(manifest).get("settings", {}).get("lowercase", False))
-        return cls(model, source, target, model_config, lowercase=lowercase, run_dir=run_dir)
+        return cls(
+            model, source, target, model_config, lowercase=lowercase, run_dir=run_dir, bf16_output=bf16_output
+        )
 
     def _greedy_batch(self, source: tf.Tensor, max_length: tf.Tensor) -> tf.Tensor:
-        memory = self.model.encode(source, training=False)
-        state = self.model.initial_state(memory)
-
-        def next_fn(tokens, state):
-            return self.model.next(tokens, state, memory)
-
-        return greedy_search(next_fn, state, tf.shape(source)[0], max_length)
+        return self.model.greedy(source, max_length, bf16=self.bf16_output)
 
     def _greedy_attending_batch(self, source: tf.Tensor, max_length: tf.Tensor):
-        memory = self.model.encode(source, training=False)
-        state = self.model.initial_state(memory)
-
-        def next_fn(tokens, state):
-            return self.model.next_with_attention(tokens, state, memory)
-
-        return greedy_search_with_attention(next_fn, state, tf.shape(source)[0], max_length)
+        return self.model.greedy(source, max_length, with_attention=True, bf16=self.bf16_output)
 
     def _beam_decoder(self, beam_size: int):
         """A compiled beam search for this beam size: ``(source [B, S], max_length, alpha) -> [B, T]``."""
@@ -108,7 +108,8 @@ class Translator:
                     return self.model.next(tokens, state, memory)
 
                 batch_size = tf.shape(source)[0]
-                return beam_search(next_fn, state, batch_size, beam_size, max_length, length_penalty)
+                with self.model.bf16_decoding(self.bf16_output):
+                    return beam_search(next_fn, state, batch_size, beam_size, max_length, length_penalty)
 
             self._beam_decoders[beam_size] = tf.function(
                 beam_batch,
