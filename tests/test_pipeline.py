@@ -85,6 +85,17 @@ def test_every_example_appears_exactly_once_per_epoch(encoded, shuffle: bool) ->
         assert seen == expected
 
 
+def test_shuffling_is_seeded_and_differs_from_epoch_to_epoch(encoded) -> None:
+    def order(dataset) -> list[tuple[int, ...]]:
+        return [unpad(row) for source, _, _ in batches(dataset) for row in source]
+
+    dataset = make_dataset(encoded, batch_size=4, shuffle=True, seed=3)
+    first, second = order(dataset), order(dataset)  # two epochs of one dataset
+    assert first != second and sorted(first) == sorted(second)
+    assert order(make_dataset(encoded, batch_size=4, shuffle=True, seed=3)) == first  # same seed
+    assert order(make_dataset(encoded, batch_size=4, shuffle=True, seed=4)) != first
+
+
 @pytest.mark.parametrize("batch_size", [1, 3, 8, 1000])
 def test_count_batches_equals_the_number_of_batches(encoded, batch_size: int) -> None:
     boundaries = bucket_boundaries(encoded.lengths)

@@ -545,8 +545,11 @@ class PreparedData:
         return cls(path, manifest)
 
     def pairs(self, split: str) -> list[tuple[str, str]]:
+        return list(self.iter_pairs(split))
+
+    def iter_pairs(self, split: str) -> Iterator[tuple[str, str]]:
+        """The ``(source, target)`` pairs of ``split``, read one line at a time."""
         file = self.path / f"{split}.tsv"
-        pairs = []
         with open(file, encoding="utf-8", newline="\n") as handle:
             for number, line in enumerate(handle, 1):
                 fields = line.rstrip("\n").split("\t")
@@ -554,8 +557,7 @@ class PreparedData:
                     raise DataError(
                         f"{file}:{number}: expected 2 tab-separated fields; run `nmt prepare` again"
                     )
-                pairs.append((fields[0], fields[1]))
-        return pairs
+                yield fields[0], fields[1]
 
     def vectorizer(self, side: str, level: str) -> Vectorizer:
         return Vectorizer.load(level, self.path / "vocab" / f"{side}.{level}.txt")

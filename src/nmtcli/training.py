@@ -472,8 +472,8 @@ def _fit(
 ) -> TrainResult:
     source_vectorizer, target_vectorizer = load_vectorizers(run_dir, model_config.level)
     keras.utils.set_random_seed(train_config.seed)
-    train_pairs = EncodedPairs(data.pairs("train"), source_vectorizer, target_vectorizer)
-    valid_pairs = EncodedPairs(data.pairs("valid"), source_vectorizer, target_vectorizer)
+    train_pairs = EncodedPairs(data.iter_pairs("train"), source_vectorizer, target_vectorizer)
+    valid_pairs = EncodedPairs(data.iter_pairs("valid"), source_vectorizer, target_vectorizer)
     boundaries = bucket_boundaries(train_pairs.lengths)
     batch_size = train_config.batch_size
     fixed = train_config.jit_compile
