@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 import numpy as np
@@ -130,20 +129,6 @@ def test_bucket_boundaries_are_increasing_and_cover_lengths() -> None:
     assert boundaries[0] > 1 and boundaries[-1] <= 101
     assert bucket_boundaries(np.array([], np.int64)) == [1]
     assert bucket_boundaries(np.array([3, 3, 3])) == [4]
-
-
-def test_the_long_tail_gets_buckets_of_its_own() -> None:
-    """Nine in ten sentences of 5-14 tokens and a tail up to 300: above the last quantile bound,
-    each bucket spans at most 20%, so no batch pads a 30-token sentence to 300."""
-    rng = np.random.default_rng(0)
-    lengths = np.concatenate([rng.integers(5, 15, 900), rng.integers(15, 301, 100)])
-    boundaries = bucket_boundaries(lengths)
-    assert boundaries == sorted(set(boundaries)) and boundaries[-1] <= lengths.max()
-    tail = [b for b in boundaries if b > 15]
-    assert len(tail) >= 10
-    assert all(high <= math.ceil(1.2 * low) for low, high in zip(tail, tail[1:], strict=False))
-    assert lengths.max() <= math.ceil(1.2 * boundaries[-1])  # the last, open bucket too
-    assert count_batches(lengths, boundaries, 64) >= len(boundaries) - 1
 
 
 def test_fixed_shapes_pad_each_batch_to_its_bucket_boundary(encoded) -> None:

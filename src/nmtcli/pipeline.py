@@ -47,26 +47,12 @@ class EncodedPairs:
         return np.maximum(self.source_lengths, self.target_lengths)
 
 
-# Past the quantile bounds, each bound is this much above the one before.
-TAIL_RATIO = 1.2
-
-
 def bucket_boundaries(lengths: np.ndarray, buckets: int = 10) -> list[int]:
-    """Upper length bounds so that ``buckets`` buckets hold about equal numbers of pairs, then more
-    bounds up to the longest length, each ``TAIL_RATIO`` times the one before.
-
-    The last of the equal buckets would otherwise run from a common length to the longest (in
-    fra.txt, from 58 to 362 characters), and a batch drawn from it pads every row to its longest:
-    time and memory spent on padding, and the batch holding the longest sentence sets the peak.
-    """
+    """Upper length bounds so that the buckets hold about equal numbers of pairs."""
     if len(lengths) == 0:
         return [1]
     quantiles = np.quantile(lengths, np.linspace(0, 1, buckets + 1)[1:-1])
-    bounds = sorted({int(q) + 1 for q in quantiles}) or [int(lengths.max()) + 1]
-    longest = int(lengths.max())
-    while math.ceil(bounds[-1] * TAIL_RATIO) <= longest:
-        bounds.append(math.ceil(bounds[-1] * TAIL_RATIO))
-    return bounds
+    return sorted({int(q) + 1 for q in quantiles}) or [int(lengths.max()) + 1]
 
 
 def count_batches(lengths: np.ndarray, boundaries: list[int], batch_size: int) -> int:
