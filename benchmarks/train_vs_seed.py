@@ -134,7 +134,9 @@ def run_nmtcli(args) -> dict:
             "recurrent_layers": "keras" if args.keras_rnn else "fast_rnn",
             "bleu_sample": args.bleu_sample,
             "useful_gflops_per_second": round(flops / fit_seconds / 1e9, 1),
-            "val_cross_entropy_per_token": round(result.history[-1]["val_loss"], 4),
+            # Over all validation tokens; Keras' val_loss averages batch means weighted by sentences.
+            "val_cross_entropy_per_token": round(result.history[-1]["val_cross_entropy"], 4),
+            "val_loss_keras": round(result.history[-1]["val_loss"], 4),
             "decode_sentences_per_second": round(len(sources) / decode_seconds, 1),
             "decode_batch_size": args.decode_batch,
             "keras": keras.__version__,

@@ -558,3 +558,27 @@ def test_a_failed_prepare_leaves_the_data_folder_untouched(tmp_path, tiny_corpus
 
     assert snapshot(workspace) == before
     assert sorted(p.name for p in workspace.iterdir()) == ["data"]
+
+
+def test_nmt_train_defaults_are_the_config_defaults() -> None:
+    """The command's option defaults are read from ModelConfig and TrainConfig, so the two cannot drift."""
+    import dataclasses
+
+    import typer.main
+
+    from nmtcli.cli import app
+    from nmtcli.config import ModelConfig, TrainConfig
+
+    command = typer.main.get_command(app).commands["train"]
+    defaults = {param.name: param.default for param in command.params}
+    off_as_zero = {"clipnorm", "reduce_lr_factor", "max_minutes"}  # None in the config, 0 on the command line
+    checked = 0
+    for config in (ModelConfig, TrainConfig):
+        for field in dataclasses.fields(config):
+            if field.name in defaults and field.name != "distribute":
+                expected = (
+                    field.default if field.default is not None or field.name not in off_as_zero else 0.0
+                )
+                assert defaults[field.name] == expected, field.name
+                checked += 1
+    assert checked >= 20

@@ -131,6 +131,23 @@ def test_bucket_boundaries_are_increasing_and_cover_lengths() -> None:
     assert bucket_boundaries(np.array([3, 3, 3])) == [4]
 
 
+def test_a_far_tail_of_long_sentences_gets_buckets_of_its_own() -> None:
+    """Nine in ten sentences of 5-14 tokens, a tail up to 300: from twice the last quantile bound
+    on, each bucket spans at most 20%, so no batch pads a 40-token sentence to 300."""
+    rng = np.random.default_rng(0)
+    short = rng.integers(5, 15, 900)
+    lengths = np.concatenate([short, rng.integers(15, 301, 100)])
+    plain = bucket_boundaries(short)
+    boundaries = bucket_boundaries(lengths)
+    assert boundaries == sorted(set(boundaries)) and boundaries[-1] <= lengths.max()
+    quantile_bounds = [b for b in boundaries if b < 2 * boundaries[len(plain) - 1]]
+    tail = boundaries[len(quantile_bounds) :]
+    assert tail[0] == 2 * quantile_bounds[-1] and len(tail) >= 5
+    assert all(high <= 1.2 * low + 1 for low, high in zip(tail, tail[1:], strict=False))
+    assert lengths.max() <= 1.2 * tail[-1] + 1  # the last, open bucket too
+    assert bucket_boundaries(short) == plain == [b for b in plain if b < 2 * plain[-1]]  # no tail, none added
+
+
 def test_fixed_shapes_pad_each_batch_to_its_bucket_boundary(encoded) -> None:
     boundaries = [4, 6]
     dataset = make_dataset(encoded, 8, boundaries=boundaries, fixed_shapes=True)

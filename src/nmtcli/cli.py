@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - older Typer on Click
     from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from . import __version__
-from .config import DEFAULT_LENGTH_PENALTY
+from .config import DEFAULT_LENGTH_PENALTY, ModelConfig, TrainConfig
 from .errors import ConfigError, NmtError
 
 EXIT_ERROR = 1
@@ -373,61 +373,68 @@ def train(
             show_default=False,
         ),
     ] = None,
-    arch: Annotated[str, typer.Option(help="lstm | gru-attention.")] = "gru-attention",
-    level: Annotated[str, typer.Option(help="word | char.")] = "word",
-    epochs: Annotated[int, typer.Option(help="Most epochs to train.")] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Sentence pairs per batch.")] = 64,
-    embedding_dim: Annotated[int, typer.Option(help="Embedding size.")] = 128,
-    units: Annotated[int, typer.Option(help="Recurrent units (per direction in the encoder).")] = 256,
-    dropout: Annotated[float, typer.Option(help="Dropout on embeddings and outputs.")] = 0.1,
+    arch: Annotated[str, typer.Option(help="lstm | gru-attention.")] = ModelConfig.arch,
+    level: Annotated[str, typer.Option(help="word | char.")] = ModelConfig.level,
+    epochs: Annotated[int, typer.Option(help="Most epochs to train.")] = TrainConfig.epochs,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", help="Sentence pairs per batch.")
+    ] = TrainConfig.batch_size,
+    embedding_dim: Annotated[int, typer.Option(help="Embedding size.")] = ModelConfig.embedding_dim,
+    units: Annotated[
+        int, typer.Option(help="Recurrent units (per direction in the encoder).")
+    ] = ModelConfig.units,
+    dropout: Annotated[float, typer.Option(help="Dropout on embeddings and outputs.")] = ModelConfig.dropout,
     tie_embeddings: Annotated[
         bool, typer.Option(help="Output layer shares the target embedding matrix (fewer parameters).")
-    ] = False,
-    optimizer: Annotated[str, typer.Option(help="adam | rmsprop.")] = "adam",
-    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
-    clipnorm: Annotated[float, typer.Option(help="Gradient norm clipping; 0 = off.")] = 1.0,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 1234,
+    ] = ModelConfig.tie_embeddings,
+    optimizer: Annotated[str, typer.Option(help="adam | rmsprop.")] = TrainConfig.optimizer,
+    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = TrainConfig.learning_rate,
+    clipnorm: Annotated[float, typer.Option(help="Gradient norm clipping; 0 = off.")] = TrainConfig.clipnorm
+    or 0.0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = TrainConfig.seed,
     patience: Annotated[
         int,
         typer.Option(help="Stop after this many epochs without a better validation loss; 0 = never."),
-    ] = 3,
+    ] = TrainConfig.patience,
     label_smoothing: Annotated[
         float, typer.Option(help="Spread this share of the target probability over the vocabulary.")
-    ] = 0.0,
+    ] = TrainConfig.label_smoothing,
     reduce_lr_factor: Annotated[
         float,
         typer.Option(
             help="Multiply the learning rate by this after --reduce-lr-patience epochs without "
             "improvement; 0 = off.",
         ),
-    ] = 0.5,
+    ] = TrainConfig.reduce_lr_factor or 0.0,
     reduce_lr_patience: Annotated[
         int, typer.Option(help="Epochs without improvement before the learning rate is reduced.")
-    ] = 1,
+    ] = TrainConfig.reduce_lr_patience,
     bleu_sample: Annotated[
         int,
         typer.Option(help="Validation sentences translated after each epoch for val_bleu; 0 = off."),
-    ] = 500,
+    ] = TrainConfig.bleu_sample,
     early_stopping_metric: Annotated[
         str,
         typer.Option(help="loss | bleu: what picks the best epoch and stops training early."),
-    ] = "loss",
+    ] = TrainConfig.early_stopping_metric,
     max_minutes: Annotated[
         float,
         typer.Option(help="Time budget: stop before an epoch that would end past it; 0 = none."),
-    ] = 0.0,
+    ] = TrainConfig.max_minutes or 0.0,
     preset: PresetOpt = None,
-    jit_compile: Annotated[bool, typer.Option(help="Compile the training step with XLA.")] = False,
+    jit_compile: Annotated[
+        bool, typer.Option(help="Compile the training step with XLA.")
+    ] = TrainConfig.jit_compile,
     mixed_precision: Annotated[
         bool, typer.Option(help="Compute in float16 with float32 weights (for GPUs); saved in float32.")
-    ] = False,
+    ] = TrainConfig.mixed_precision,
     bf16_output: Annotated[
         bool,
         typer.Option(
             help="On a CPU with native bfloat16 (AVX512-BF16, AMX): the output layer's products in bfloat16 "
             "while training (weights, logits and softmax stay float32); ignored elsewhere."
         ),
-    ] = True,
+    ] = TrainConfig.bf16_output,
     distribute: Annotated[
         str | None,
         typer.Option(
@@ -469,7 +476,6 @@ def train(
     ] = False,
 ) -> None:
     """Train a seq2seq model (LSTM, or GRU with attention) on the prepared data."""
-    from .config import ModelConfig, TrainConfig
 
     model_options = _with_preset(
         ctx,
