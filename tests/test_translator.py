@@ -48,6 +48,20 @@ def test_one_translation_per_input_in_order(translator) -> None:
     assert translator.translate(list(reversed(LINES))) == list(reversed(together))
 
 
+def test_large_batches_drop_ended_sentences_and_decode_the_same(translator, monkeypatch) -> None:
+    """Batches of more than ``FEW`` sentences use the loop that drops ended sentences, smaller ones
+    the plain loop: the same translations either way."""
+    import nmtcli.translator as module
+
+    lines = LINES * 4
+    assert len(lines) > module.FEW
+    dropping = translator.translate(lines, batch_size=len(lines))
+    assert translator._decode.experimental_get_tracing_count() == 1
+    monkeypatch.setattr(module, "FEW", len(lines))
+    assert translator.translate(lines, batch_size=len(lines)) == dropping
+    assert translator._decode_few.experimental_get_tracing_count() == 1
+
+
 def test_the_model_produces_words_from_its_vocabulary(translator) -> None:
     translations = translator.translate(LINES)
     assert any(translations), translations

@@ -26,6 +26,9 @@ from .files import read_json
 from .model_folder import load_model, load_vectorizers, read_config, verify_folder
 from .vectorizers import END, END_ID, Vectorizer
 
+# Greedy batches of at most this many sentences decode every sentence to the batch's last step.
+FEW = 16
+
 
 class Translator:
     def __init__(
@@ -54,6 +57,7 @@ class Translator:
         self.truncated = 0
         signature = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32)]
         self._decode = tf.function(self._greedy_batch, input_signature=signature)
+        self._decode_few = tf.function(self._greedy_few, input_signature=signature)
         self._decode_attending = tf.function(self._greedy_attending_batch, input_signature=signature)
         self._beam_decoders: dict[int, Any] = {}  # beam size -> its compiled decoder
 
@@ -91,6 +95,11 @@ class Translator:
 
     def _greedy_batch(self, source: tf.Tensor, max_length: tf.Tensor) -> tf.Tensor:
         return self.model.greedy(source, max_length, bf16=self.bf16_output)
+
+    def _greedy_few(self, source: tf.Tensor, max_length: tf.Tensor) -> tf.Tensor:
+        """For a batch of at most ``FEW`` sentences: the same ids, from a loop that takes less time to
+        compile than it could save (a third of a second of ``echo "Go." | nmt translate``)."""
+        return self.model.greedy(source, max_length, bf16=self.bf16_output, drop_finished=False)
 
     def _greedy_attending_batch(self, source: tf.Tensor, max_length: tf.Tensor):
         return self.model.greedy(source, max_length, with_attention=True, bf16=self.bf16_output)
@@ -151,7 +160,8 @@ class Translator:
         """
         batch, steps = self._padded(sources, max_length)
         if beam_size == 1:
-            return self._decode(batch, steps).numpy().tolist()
+            decode = self._decode_few if len(sources) <= FEW else self._decode
+            return decode(batch, steps).numpy().tolist()
         alpha = tf.constant(length_penalty, tf.float32)
         return self._beam_decoder(beam_size)(batch, steps, alpha).numpy().tolist()
 

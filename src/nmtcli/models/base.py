@@ -163,13 +163,21 @@ class Seq2Seq(keras.Model):
     def source_mask(source):
         return ops.not_equal(source, 0)
 
-    def greedy(self, source, max_length, with_attention: bool = False, bf16: bool = False):
+    def greedy(
+        self,
+        source,
+        max_length,
+        with_attention: bool = False,
+        bf16: bool = False,
+        drop_finished: bool = True,
+    ):
         """Greedy search: ``source [B, S] -> ids [B, T]`` int32, ``T <= max_length``, padded after each
         sentence's end id; ``with_attention``: ``-> (ids, weights [B, T, S])``.
 
-        Sentences leave the batch as they end (``decoding``'s ``drop_finished``), so the encoder
-        outputs travel with the decoder state in the loop. ``bf16``: the output layer in bfloat16
-        where the CPU has it (``bf16_decoding``). Call it inside ``tf.function``.
+        With ``drop_finished``, sentences leave the batch as they end (see ``decoding``), and the
+        encoder outputs travel with the decoder state in the loop; the ids are the same either way.
+        ``bf16``: the output layer in bfloat16 where the CPU has it (``bf16_decoding``). Call it
+        inside ``tf.function``.
         """
         import tensorflow as tf
 
@@ -190,9 +198,9 @@ class Seq2Seq(keras.Model):
         with self.bf16_decoding(bf16):
             if with_attention:
                 return greedy_search_with_attention(
-                    attending_fn, state, batch_size, max_length, drop_finished=True
+                    attending_fn, state, batch_size, max_length, drop_finished=drop_finished
                 )
-            return greedy_search(next_fn, state, batch_size, max_length, drop_finished=True)
+            return greedy_search(next_fn, state, batch_size, max_length, drop_finished=drop_finished)
 
     def embed_step(self, tokens):
         """``tokens [B] -> [B, E]``: a plain lookup, since the layer would attach a padding mask

@@ -15,8 +15,7 @@ records every intermediate and multiplies by the weight gradients again at every
 :func:`run_gru` and :func:`run_bidirectional_gru` do the same for GRU layers (``reset_after=True``,
 Keras' default). The layers stay plain Keras layers: they save and load as before, and on a GPU
 (where Keras picks cuDNN), at inference, or in any configuration this module does not reproduce, the
-``run_*`` functions simply call them. At inference the same loops run without the hand-written
-gradient and without storing what it needs (a SavedModel cannot serialise a custom gradient).
+``run_*`` functions simply call them.
 """
 
 from __future__ import annotations
@@ -52,7 +51,6 @@ def run_lstm(layer: keras.layers.LSTM, inputs, initial_state=None, mask=None, tr
         tf.convert_to_tensor(cell.kernel),
         tf.convert_to_tensor(cell.recurrent_kernel),
         tf.convert_to_tensor(cell.bias),
-        custom_gradient=training,
     )
     if mask is None:
         h, c = hs[-1], cs[-1]
@@ -82,12 +80,13 @@ def _as_keras_sequence(outputs, mask, layer, last_output):
 
 
 def _fast_path_applies(layer: keras.layers.LSTM | keras.layers.GRU, inputs, training: bool) -> bool:
-    """Only configurations the loops here reproduce exactly, on a CPU, in float32, and on real
-    tensors (Keras' symbolic ones, as when a model is drawn, take the layer's own path)."""
+    """Only training (the hand-written gradient is the point; inference keeps Keras' loop, which a
+    SavedModel export can serialise), and only configurations the loops here reproduce exactly, on a
+    CPU, in float32."""
     cell = layer.cell
     return (
-        keras.backend.backend() == "tensorflow"
-        and not isinstance(inputs, keras.KerasTensor)
+        training
+        and keras.backend.backend() == "tensorflow"
         and layer.built
         and not tf.config.list_logical_devices("GPU")
         and inputs.dtype == tf.float32
@@ -112,7 +111,7 @@ def run_gru(layer: keras.layers.GRU, inputs, initial_state=None, mask=None, trai
         return layer(inputs, initial_state=initial_state, mask=mask, training=training)
     if isinstance(initial_state, (list, tuple)):
         (initial_state,) = initial_state
-    outputs, h, lengths = _gru_fast(layer, inputs, initial_state, mask, False, training)
+    outputs, h, lengths = _gru_fast(layer, inputs, initial_state, mask, reverse=False)
     # Keras' last output of an all-padding row is zeros, while its state stays the initial one.
     last_output = tf.where((lengths > 0)[:, None], h, tf.zeros_like(h))
     if layer.return_sequences:
@@ -134,16 +133,15 @@ def run_bidirectional_gru(layer: keras.layers.Bidirectional, inputs, mask=None, 
         and _fast_path_applies(backward, inputs, training)
     ):
         return layer(inputs, mask=mask, training=training)
-    forward_outputs, forward_h, _ = _gru_fast(forward, inputs, None, mask, False, training)
-    backward_outputs, backward_h, _ = _gru_fast(backward, inputs, None, mask, True, training)
+    forward_outputs, forward_h, _ = _gru_fast(forward, inputs, None, mask, reverse=False)
+    backward_outputs, backward_h, _ = _gru_fast(backward, inputs, None, mask, reverse=True)
     outputs = tf.concat([forward_outputs, backward_outputs], axis=-1)
     return _as_keras_sequence(outputs, mask, forward, tf.zeros_like(outputs[:, 0])), forward_h, backward_h
 
 
-def _gru_fast(layer: keras.layers.GRU, inputs, initial_state, mask, reverse: bool, training: bool):
+def _gru_fast(layer: keras.layers.GRU, inputs, initial_state, mask, reverse: bool):
     """``inputs [B, T, I] -> (outputs [B, T, H], final h [B, H], lengths [B])``; with ``reverse``,
-    each sequence's real steps are read last to first, and outputs are returned in input order.
-    ``training`` selects the hand-written gradient."""
+    each sequence's real steps are read last to first, and outputs are returned in input order."""
     batch, steps = tf.shape(inputs)[0], tf.shape(inputs)[1]
     if initial_state is None:
         h0 = tf.zeros([batch, layer.cell.units], inputs.dtype)
@@ -160,7 +158,6 @@ def _gru_fast(layer: keras.layers.GRU, inputs, initial_state, mask, reverse: boo
         tf.convert_to_tensor(layer.cell.kernel),
         tf.convert_to_tensor(layer.cell.recurrent_kernel),
         tf.convert_to_tensor(layer.cell.bias),
-        custom_gradient=training,
     )
     h = tf.gather_nd(hs, tf.stack([lengths, tf.range(batch)], axis=1))
     outputs = hs[1:]
@@ -169,80 +166,39 @@ def _gru_fast(layer: keras.layers.GRU, inputs, initial_state, mask, reverse: boo
     return tf.transpose(outputs, [1, 0, 2]), h, lengths
 
 
-def lstm_sequence(inputs, h0, c0, kernel, recurrent_kernel, bias, custom_gradient=True):
+def lstm_sequence(inputs, h0, c0, kernel, recurrent_kernel, bias):
     """All steps of an LSTM with Keras' weight layout (gates ``i, f, c, o``; sigmoid and tanh).
 
     ``inputs [T, B, I]`` (time major), ``h0, c0 [B, H]``, ``kernel [I, 4H]``,
     ``recurrent_kernel [H, 4H]``, ``bias [4H]`` -> ``(hs, cs)``, each ``[T + 1, B, H]``: the
-    initial state then the state after every step. Differentiable with respect to every argument;
-    ``custom_gradient`` False leaves the gradient to TensorFlow (slower, but nothing is stored for it).
+    initial state then the state after every step. Differentiable with respect to every argument.
     """
     # tanh(x) = 2 sigmoid(2x) - 1: with the candidate gate's columns doubled, one sigmoid over all
     # four gates replaces three sigmoids and a tanh per step (and their four gradients).
     units = tf.shape(h0)[1]
     scale = tf.concat([tf.ones([2 * units]), tf.fill([units], 2.0), tf.ones([units])], axis=0)
     scale = tf.cast(scale, kernel.dtype)
-    run = _lstm_sigmoid_gates if custom_gradient else _lstm_forward
-    return run(inputs, h0, c0, kernel * scale, recurrent_kernel * scale, bias * scale)
-
-
-def _project(inputs, kernel, bias):
-    """``inputs [T, B, I] -> (inputs [T * B, I], inputs @ kernel + bias [T, B, G])``."""
-    flat_inputs = tf.reshape(inputs, [-1, tf.shape(inputs)[2]])
-    projected = tf.matmul(flat_inputs, kernel) + bias
-    return flat_inputs, tf.reshape(projected, [tf.shape(inputs)[0], tf.shape(inputs)[1], -1])
-
-
-def _sequence(dtype, size, first=None):
-    """A TensorArray of ``size`` matrices, ``first`` written at index 0."""
-    array = tf.TensorArray(dtype, size=size, element_shape=[None, None], clear_after_read=False)
-    return array if first is None else array.write(0, first)
-
-
-def _lstm_cell(z, c):
-    """One step from the pre-activations ``z [B, 4H]``: ``-> (gates a [B, 4H], h, c)``."""
-    a = tf.sigmoid(z)
-    i, f, g, o = tf.split(a, 4, axis=1)
-    c = f * c + i * (2.0 * g - 1.0)
-    return a, o * tf.tanh(c), c
-
-
-def _lstm_forward(inputs, h0, c0, kernel, recurrent_kernel, bias):
-    """``_lstm_sigmoid_gates`` without its gradient: only the states are kept."""
-    steps = tf.shape(inputs)[0]
-    _, projected = _project(inputs, kernel, bias)
-
-    def forward(t, h, c, hs, cs):
-        _, h, c = _lstm_cell(projected[t] + tf.matmul(h, recurrent_kernel), c)
-        return t + 1, h, c, hs.write(t + 1, h), cs.write(t + 1, c)
-
-    _, _, _, hs, cs = tf.while_loop(
-        lambda t, *_: t < steps,
-        forward,
-        (
-            tf.constant(0),
-            h0,
-            c0,
-            _sequence(inputs.dtype, steps + 1, h0),
-            _sequence(inputs.dtype, steps + 1, c0),
-        ),
-    )
-    return hs.stack(), cs.stack()
+    return _lstm_sigmoid_gates(inputs, h0, c0, kernel * scale, recurrent_kernel * scale, bias * scale)
 
 
 @tf.custom_gradient
 def _lstm_sigmoid_gates(inputs, h0, c0, kernel, recurrent_kernel, bias):
     """``lstm_sequence`` with the candidate gate computed as ``2 sigmoid(z) - 1``."""
-    steps = tf.shape(inputs)[0]
+    steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
     units = tf.shape(h0)[1]
     dtype = inputs.dtype
-    flat_inputs, projected = _project(inputs, kernel, bias)
+    flat_inputs = tf.reshape(inputs, [-1, tf.shape(inputs)[2]])
+    projected = tf.reshape(tf.matmul(flat_inputs, kernel) + bias, [steps, batch, 4 * units])
 
     def sequence(size, first=None):
-        return _sequence(dtype, size, first)
+        array = tf.TensorArray(dtype, size=size, element_shape=[None, None], clear_after_read=False)
+        return array if first is None else array.write(0, first)
 
     def forward(t, h, c, hs, cs, gates):
-        a, h, c = _lstm_cell(projected[t] + tf.matmul(h, recurrent_kernel), c)  # a: [B, 4H]
+        a = tf.sigmoid(projected[t] + tf.matmul(h, recurrent_kernel))  # [B, 4H]
+        i, f, g, o = tf.split(a, 4, axis=1)
+        c = f * c + i * (2.0 * g - 1.0)
+        h = o * tf.tanh(c)
         return t + 1, h, c, hs.write(t + 1, h), cs.write(t + 1, c), gates.write(t, a)
 
     _, _, _, hs, cs, gates = tf.while_loop(
@@ -284,63 +240,41 @@ def _lstm_sigmoid_gates(inputs, h0, c0, kernel, recurrent_kernel, bias):
     return (all_h, all_c), gradient
 
 
-def gru_sequence(inputs, h0, kernel, recurrent_kernel, bias, custom_gradient=True):
+def gru_sequence(inputs, h0, kernel, recurrent_kernel, bias):
     """All steps of a GRU with Keras' weight layout (``reset_after=True``; gates ``z, r, h``).
 
     ``inputs [T, B, I]``, ``h0 [B, H]``, ``kernel [I, 3H]``, ``recurrent_kernel [H, 3H]``,
     ``bias [2, 3H]`` (input bias, recurrent bias) -> ``hs [T + 1, B, H]``: the initial state then
-    the state after every step. Differentiable with respect to every argument; ``custom_gradient``
-    as for :func:`lstm_sequence`.
+    the state after every step. Differentiable with respect to every argument.
     """
     # As for the LSTM: the candidate's columns doubled, so tanh(x) = 2 sigmoid(2x) - 1.
     units = tf.shape(h0)[1]
     scale = tf.cast(tf.concat([tf.ones([2 * units]), tf.fill([units], 2.0)], axis=0), kernel.dtype)
-    run = _gru_sigmoid_gates if custom_gradient else _gru_forward
-    return run(inputs, h0, kernel * scale, recurrent_kernel * scale, bias * scale)
-
-
-def _gru_cell(x, m, h):
-    """One step from the input and recurrent products ``x, m [B, 3H]`` (biases added):
-    ``-> (z and r gates [B, 2H], s [B, H] with candidate 2 s - 1, the candidate's m [B, H], h)``."""
-    units = tf.shape(h)[1]
-    x_zr, x_h = tf.split(x, [2 * units, units], axis=1)
-    m_zr, m_h = tf.split(m, [2 * units, units], axis=1)
-    zr = tf.sigmoid(x_zr + m_zr)
-    z, r = tf.split(zr, 2, axis=1)
-    s = tf.sigmoid(x_h + r * m_h)
-    candidate = 2.0 * s - 1.0
-    return zr, s, m_h, candidate + z * (h - candidate)
-
-
-def _gru_forward(inputs, h0, kernel, recurrent_kernel, bias):
-    """``_gru_sigmoid_gates`` without its gradient: only the states are kept."""
-    steps = tf.shape(inputs)[0]
-    _, projected = _project(inputs, kernel, bias[0])
-
-    def forward(t, h, hs):
-        *_, h = _gru_cell(projected[t], tf.matmul(h, recurrent_kernel) + bias[1], h)
-        return t + 1, h, hs.write(t + 1, h)
-
-    _, _, hs = tf.while_loop(
-        lambda t, *_: t < steps, forward, (tf.constant(0), h0, _sequence(inputs.dtype, steps + 1, h0))
-    )
-    return hs.stack()
+    return _gru_sigmoid_gates(inputs, h0, kernel * scale, recurrent_kernel * scale, bias * scale)
 
 
 @tf.custom_gradient
 def _gru_sigmoid_gates(inputs, h0, kernel, recurrent_kernel, bias):
     """``gru_sequence`` with the candidate computed as ``2 sigmoid(u) - 1``."""
-    steps = tf.shape(inputs)[0]
+    steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
     units = tf.shape(h0)[1]
     dtype = inputs.dtype
-    flat_inputs, projected = _project(inputs, kernel, bias[0])
+    flat_inputs = tf.reshape(inputs, [-1, tf.shape(inputs)[2]])
+    projected = tf.reshape(tf.matmul(flat_inputs, kernel) + bias[0], [steps, batch, 3 * units])
     recurrent_bias = bias[1]
 
     def sequence(size, first=None):
-        return _sequence(dtype, size, first)
+        array = tf.TensorArray(dtype, size=size, element_shape=[None, None], clear_after_read=False)
+        return array if first is None else array.write(0, first)
 
     def forward(t, h, hs, gates, candidates, recurrent_hs):
-        zr, s, m_h, h = _gru_cell(projected[t], tf.matmul(h, recurrent_kernel) + recurrent_bias, h)
+        x_zr, x_h = tf.split(projected[t], [2 * units, units], axis=1)
+        m_zr, m_h = tf.split(tf.matmul(h, recurrent_kernel) + recurrent_bias, [2 * units, units], axis=1)
+        zr = tf.sigmoid(x_zr + m_zr)  # [B, 2H]
+        z, r = tf.split(zr, 2, axis=1)
+        s = tf.sigmoid(x_h + r * m_h)
+        candidate = 2.0 * s - 1.0
+        h = candidate + z * (h - candidate)
         return (
             t + 1,
             h,
