@@ -97,9 +97,8 @@ class Seq2Seq(keras.Model):
     @contextlib.contextmanager
     def bf16_decoding(self, enabled: bool = True):
         """While a decoder is traced inside it, ``project`` at inference runs in bfloat16 as in training,
-        with the matrix cast once per call rather than once per step (in a decoding loop that cast is
-        a tenth of the product). Only on CPUs with native bfloat16 and in float32 models; elsewhere,
-        or with ``enabled`` False, nothing changes.
+        with the matrix cast once per call rather than once per step. Only on CPUs with native
+        bfloat16 and in float32 models; elsewhere, or with ``enabled`` False, nothing changes.
         """
         import tensorflow as tf
 
