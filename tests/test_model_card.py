@@ -105,6 +105,7 @@ def test_info_text_shows_the_card(tiny_run) -> None:
         f"{card['history']['best_epoch']}: val loss {card['history']['best']['val_loss']:.4f}",
         f"{card['data']['counts']['train']} train",
         "tensorflow",
+        "bf16 output layer where the CPU has it",  # the default training setting
     ):
         assert fragment in result.stdout, fragment
     assert result.stderr == ""

@@ -239,8 +239,10 @@ def _card_rows(card: dict[str, Any]) -> list[tuple[str, str] | str]:
             f"{training['optimizer']} lr {training['learning_rate']:g}, batch {training['batch_size']}, "
             f"clipnorm {clip if clip is not None else 'off'}, patience {training['patience'] or 'off'}, "
             f"seed {training['seed']}"
+            + (f", label smoothing {training['label_smoothing']:g}" if training["label_smoothing"] else "")
             + (", XLA" if training["jit_compile"] else "")
-            + (", mixed precision" if training["mixed_precision"] else ""),
+            + (", mixed precision" if training["mixed_precision"] else "")
+            + (", bf16 output layer where the CPU has it" if training["bf16_output"] else ""),
         ),
     ]
     if history is None:
