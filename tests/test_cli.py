@@ -294,6 +294,16 @@ def test_evaluate_beam_size_is_in_the_signature_and_json(workspace) -> None:
     assert decoding["bf16_output"] is False
 
 
+def test_translate_attention_decodes_with_the_same_bf16_setting(tiny_run) -> None:
+    """--attention (a gru-attention model) prints the same translations as plain translate."""
+    lines = ["red cat.", "big dog runs."]
+    plain = nmt("translate", "--model", tiny_run, "--bf16-output", *lines)
+    assert_ok(plain)
+    attending = nmt("translate", "--model", tiny_run, "--bf16-output", "--attention", "-", *lines)
+    assert attending.exit_code == 0, attending.output
+    assert attending.stdout == plain.stdout and len(plain.stdout.splitlines()) == 2
+
+
 def test_bf16_output_decoding_is_recorded_where_this_cpu_can_run_it(workspace) -> None:
     from nmtcli.models.base import cpu_has_bf16
 

@@ -838,7 +838,7 @@ def translate(
         if beam_size != 1:
             raise ConfigError("--attention shows greedy decoding; leave out --beam-size")
         _translate_with_attention(
-            sentences, input, output, model, workspace, batch_size, max_length, attention, quiet
+            sentences, input, output, model, workspace, batch_size, max_length, attention, quiet, bf16_output
         )
         return
     _load_tensorflow()
@@ -883,7 +883,16 @@ MAX_ATTENTION_LINES = 100
 
 
 def _translate_with_attention(
-    sentences, input, output, model, workspace, batch_size, max_length, attention: str, quiet: bool
+    sentences,
+    input,
+    output,
+    model,
+    workspace,
+    batch_size,
+    max_length,
+    attention: str,
+    quiet: bool,
+    bf16_output: bool,
 ) -> None:
     """``translate --attention``: the same translations, then one picture (or table) per line."""
     from .attention import check_picture_path, heatmap_table, picture_paths, save_picture
@@ -903,7 +912,7 @@ def _translate_with_attention(
 
     from .translator import Translator
 
-    translator = Translator.load(_resolve_model(model, workspace))
+    translator = Translator.load(_resolve_model(model, workspace), bf16_output=bf16_output)
     alignments = translator.attend(lines, batch_size=batch_size, max_length=max_length)
     text = "".join(alignment.translation + "\n" for alignment in alignments)
     if output is None:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -56,8 +57,13 @@ class Translator:
         self.max_source_tokens = max(64, 2 * config.max_source_length) if config.max_source_length else 1024
         self.truncated = 0
         signature = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32)]
-        self._decode = tf.function(self._greedy_batch, input_signature=signature)
-        self._decode_few = tf.function(self._greedy_few, input_signature=signature)
+        # Batches of at most FEW sentences use the plain loop: the same ids, from a loop that takes
+        # less time to compile than dropping ended sentences could save (a third of a second of
+        # `echo "Go." | nmt translate`).
+        self._decode = tf.function(functools.partial(self._greedy_batch, True), input_signature=signature)
+        self._decode_few = tf.function(
+            functools.partial(self._greedy_batch, False), input_signature=signature
+        )
         self._decode_attending = tf.function(self._greedy_attending_batch, input_signature=signature)
         self._beam_decoders: dict[int, Any] = {}  # beam size -> its compiled decoder
 
@@ -93,13 +99,8 @@ class Translator:
             model, source, target, model_config, lowercase=lowercase, run_dir=run_dir, bf16_output=bf16_output
         )
 
-    def _greedy_batch(self, source: tf.Tensor, max_length: tf.Tensor) -> tf.Tensor:
-        return self.model.greedy(source, max_length, bf16=self.bf16_output)
-
-    def _greedy_few(self, source: tf.Tensor, max_length: tf.Tensor) -> tf.Tensor:
-        """For a batch of at most ``FEW`` sentences: the same ids, from a loop that takes less time to
-        compile than it could save (a third of a second of ``echo "Go." | nmt translate``)."""
-        return self.model.greedy(source, max_length, bf16=self.bf16_output, drop_finished=False)
+    def _greedy_batch(self, drop_finished: bool, source: tf.Tensor, max_length: tf.Tensor) -> tf.Tensor:
+        return self.model.greedy(source, max_length, bf16=self.bf16_output, drop_finished=drop_finished)
 
     def _greedy_attending_batch(self, source: tf.Tensor, max_length: tf.Tensor):
         return self.model.greedy(source, max_length, with_attention=True, bf16=self.bf16_output)
