@@ -476,6 +476,21 @@ def test_evaluate_on_data_prepared_differently_is_refused(tmp_path, tiny_corpus,
     assert_error(nmt("evaluate", "-w", workspace, "--data", other), "overlap")
 
 
+def test_train_on_a_damaged_prepared_split_is_a_one_line_error(tmp_path, workspace) -> None:
+    """The training split is read as a stream now: a bad line still stops `nmt train` with its place,
+    and the runs already in the workspace stay as they were."""
+    copy = tmp_path / "ws"
+    shutil.copytree(workspace, copy)
+    train_file = copy / "data" / "train.tsv"
+    lines = train_file.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[2] = "no tab here\n"
+    train_file.write_text("".join(lines), encoding="utf-8")
+    before = snapshot(copy / "runs")
+    assert_error(nmt("train", "-w", copy, *TINY_TRAIN, "--no-resume"), f"{train_file}:3", "nmt prepare")
+    after = snapshot(copy / "runs")
+    assert {name: data for name, data in after.items() if name in before} == before
+
+
 def test_train_into_a_non_empty_output_folder(tmp_path, workspace) -> None:
     out = tmp_path / "run"
     out.mkdir()

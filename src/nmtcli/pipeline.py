@@ -55,8 +55,8 @@ def bucket_boundaries(lengths: np.ndarray, buckets: int = 10) -> list[int]:
     """Upper length bounds so that ``buckets`` buckets hold about equal numbers of pairs; and for a
     long tail, more bounds from twice the last one on, each ``TAIL_RATIO`` times the one before.
 
-    The last equal bucket runs from a common length to the longest (in fra.txt, from 59 to 362
-    characters), and a batch drawn from it pads every row to its longest sentence: the batch that
+    The last equal bucket runs from a common length to the longest (in fra.txt at character level,
+    from 59 to 265 ids), and a batch drawn from it pads every row to its longest sentence: the batch that
     holds the longest sentences sets the memory peak of training (docs/benchmarks.md). Splitting
     that bucket from its lower bound on instead cost 0.09 nats of validation cross-entropy after 3
     epochs of 10,000 pairs (more small end-of-epoch batches), hence only the far tail.
@@ -99,8 +99,8 @@ def make_dataset(
     ``replicas`` rows, so that a global batch splits into equal shares.
     """
     # Shuffled are the pairs' indices, not the pairs: tf.data's buffer holds every element it
-    # shuffles, about 1 KB for a pair of id tensors against 0.25 KB for an index (fra.txt: 33 MB
-    # instead of 151 MB). Each index is then sliced out of the flat id arrays.
+    # shuffles, about 1 KB for a pair of id tensors against 0.25 KB for an index (fra.txt: 33 MiB
+    # instead of 151 MiB). Each index is then sliced out of the flat id arrays.
     order = tf.data.Dataset.range(len(data))
     if shuffle:
         order = order.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
