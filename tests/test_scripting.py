@@ -131,8 +131,13 @@ def test_errors_exit_1(tmp_path) -> None:
 # Shell completion
 
 
-def test_completion_script_for_bash() -> None:
-    result = nmt("--show-completion", "bash")
+def test_completion_script_for_bash(monkeypatch) -> None:
+    # Typer finds the shell by walking up the process tree (shellingham), which finds none when
+    # pytest's parent is not a shell (`bash -c '... && pytest'` execs pytest): say it is bash.
+    import typer.completion
+
+    monkeypatch.setattr(typer.completion, "_get_shell_name", lambda: "bash")
+    result = nmt("--show-completion")
     assert result.exit_code == 0, result.output
     assert "_NMT_COMPLETE=complete_bash" in result.stdout and "complete " in result.stdout
 
