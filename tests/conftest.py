@@ -16,6 +16,22 @@ import pytest
 # Before anything imports TensorFlow: no C++ start-up chatter in test output.
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
+# The real anki corpora beside the project (../shared/data), for the tests that read them; each such
+# test skips, naming the path, where they are absent. NMT_SHARED_DATA and NMT_SPA_CORPUS point elsewhere.
+SHARED_DATA = Path(
+    os.environ.get("NMT_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+)
+SPA_CORPUS = Path(os.environ.get("NMT_SPA_CORPUS", SHARED_DATA / "spa-eng" / "spa.txt"))
+FRA_CORPUS = SHARED_DATA / "fra-eng" / "fra.txt"
+REAL_CORPORA = (SPA_CORPUS, FRA_CORPUS)
+
+
+def require_corpus(path: Path) -> Path:
+    """``path`` if the real corpus is there, else skip the calling test saying where it looked."""
+    if not path.is_file():
+        pytest.skip(f"real corpus not found at {path}")
+    return path
+
 
 def pytest_configure(config) -> None:
     # Keras 3 with NumPy 2 warns on every tensor-to-array conversion; the noise hides real warnings.

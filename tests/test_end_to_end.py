@@ -6,7 +6,6 @@ Skipped (with the reason) only when ../shared/data/spa-eng/spa.txt is not beside
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SPA = Path(os.environ.get("NMT_SPA_CORPUS", ROOT.parent / "shared" / "data" / "spa-eng" / "spa.txt"))
+from conftest import SPA_CORPUS
+
+SPA = SPA_CORPUS
 
 pytestmark = [
     pytest.mark.slow,

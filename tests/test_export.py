@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import REAL_CORPORA, require_corpus
 from nmtcli.cli import app
 from nmtcli.corpus import normalize
 from nmtcli.errors import ModelError
@@ -126,17 +127,11 @@ def test_the_export_folder_describes_itself(tiny_run_factory, exports) -> None:
 # The in-graph tokenisation against the Python tokenizers
 
 
-def _real_lines(per_file: int = 1500) -> list[str]:
-    """Both sides of ``per_file`` lines spread over each real corpus that is present."""
-    lines: list[str] = []
-    for path in (Path("/work/shared/data/spa-eng/spa.txt"), Path("/work/shared/data/fra-eng/fra.txt")):
-        if not path.is_file():
-            continue
-        rows = path.read_text(encoding="utf-8").splitlines()
-        step = max(1, len(rows) // per_file)
-        for row in rows[::step][:per_file]:
-            lines.extend(row.split("\t")[:2])
-    return lines
+def _real_lines(corpus: Path, count: int = 1500) -> list[str]:
+    """Both sides of ``count`` lines spread over a real corpus (the test skips where it is absent)."""
+    rows = require_corpus(corpus).read_text(encoding="utf-8").splitlines()
+    step = max(1, len(rows) // count)
+    return [text for row in rows[::step][:count] for text in row.split("\t")[:2]]
 
 
 TRICKY = [
@@ -158,14 +153,15 @@ TRICKY = [
 ]
 
 
+@pytest.mark.parametrize("corpus", [None, *REAL_CORPORA], ids=lambda path: path.name if path else "tricky")
 @pytest.mark.parametrize("lowercase", [False, True])
 @pytest.mark.parametrize("level", ["word", "char"])
-def test_graph_tokenisation_matches_python_on_real_text(level, lowercase) -> None:
+def test_graph_tokenisation_matches_python_on_real_text(level, lowercase, corpus) -> None:
     import tensorflow as tf
 
     from nmtcli.export import GraphText
 
-    lines = TRICKY + _real_lines()
+    lines = TRICKY if corpus is None else _real_lines(corpus)
     assert all(unicodedata.is_normalized("NFC", line) for line in lines)  # the graph does no NFC
     tokenizer = WordTokenizer() if level == "word" else CharTokenizer()
     graph = GraphText(level, lowercase)

@@ -10,17 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REAL_CORPORA, require_corpus
 from nmtcli.corpus import normalize
 from nmtcli.vectorizers import WordTokenizer
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CORPORA = [DATA / "spa-eng" / "spa.txt", DATA / "fra-eng" / "fra.txt"]
 
-
-@pytest.mark.parametrize("corpus", CORPORA, ids=lambda path: path.name)
+@pytest.mark.parametrize("corpus", REAL_CORPORA, ids=lambda path: path.name)
 def test_word_tokenization_round_trips_on_every_line(corpus: Path) -> None:
-    if not corpus.is_file():
-        pytest.skip(f"{corpus} not present")
+    require_corpus(corpus)
     tokenizer = WordTokenizer()
     failures = []
     checked = 0
