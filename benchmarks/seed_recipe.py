@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 
-def read_pairs(corpus: Path, limit: int) -> tuple[list[str], list[str]]:
+def read_pairs(corpus: Path, limit: int | None = None) -> tuple[list[str], list[str]]:
+    """The first ``limit`` pairs (all without one); targets wrapped in the seed's start and end marks."""
     sources, targets = [], []
     with open(corpus, encoding="utf-8") as handle:
         for line in handle:
@@ -24,7 +25,7 @@ def read_pairs(corpus: Path, limit: int) -> tuple[list[str], list[str]]:
                 continue
             sources.append(fields[0])
             targets.append("\t" + fields[1] + "\n")
-            if len(sources) >= limit:
+            if limit is not None and len(sources) >= limit:
                 break
     return sources, targets
 
@@ -71,22 +72,37 @@ class SeedRecipe:
     def bytes_of_arrays(self) -> int:
         return self.encoder_input.nbytes + self.decoder_input.nbytes + self.decoder_target.nbytes
 
-    def fit(self, epochs: int) -> tuple[float, list]:
-        """Seconds and the Keras history (validation_split=0.2, batch 64)."""
+    def fit(self, epochs: int, validation_rows: int | None = None, callbacks=()) -> tuple[float, list]:
+        """Seconds and the Keras history, batch 64. The seed holds out the last fifth
+        (``validation_split=0.2``); ``validation_rows`` holds out exactly that many last rows instead,
+        so that a comparison can validate both sides on the same pairs (the same work per epoch)."""
+        options = {"validation_split": 0.2}
+        if validation_rows is not None:
+            start = len(self.encoder_input) - validation_rows
+            self.validation_start = start
+            options = {
+                "validation_data": (
+                    [self.encoder_input[start:], self.decoder_input[start:]],
+                    self.decoder_target[start:],
+                )
+            }
+            inputs = [self.encoder_input[:start], self.decoder_input[:start]]
+            targets = self.decoder_target[:start]
+        else:
+            inputs, targets = [self.encoder_input, self.decoder_input], self.decoder_target
         started = time.perf_counter()
         history = self.model.fit(
-            [self.encoder_input, self.decoder_input],
-            self.decoder_target,
-            batch_size=64,
-            epochs=epochs,
-            validation_split=0.2,
-            verbose=0,
+            inputs, targets, batch_size=64, epochs=epochs, verbose=0, callbacks=list(callbacks), **options
         )
         return time.perf_counter() - started, history.history
 
+    validation_start: int | None = None
+
     def masked_validation_cross_entropy(self) -> float:
-        """Per-token cross-entropy on the validation fifth, padding excluded (comparable to nmtcli's)."""
-        start = int(len(self.encoder_input) * 0.8)
+        """Per-token cross-entropy on the validation rows, padding excluded (comparable to nmtcli's)."""
+        start = self.validation_start
+        if start is None:
+            start = int(len(self.encoder_input) * 0.8)
         probs = self.model.predict(
             [self.encoder_input[start:], self.decoder_input[start:]], batch_size=256, verbose=0
         )

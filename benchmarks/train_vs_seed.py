@@ -5,11 +5,21 @@ line with both and the ratios:
 
     python benchmarks/train_vs_seed.py --corpus ../shared/data/fra-eng/fra.txt --pairs 10000 --epochs 3
 
-The task is the seed's: the first N pairs, character level, LSTM 256, RMSprop, batch 64, 20% held
-out. nmtcli uses its own pipeline (length buckets, masked loss, embeddings of about the one-hot
-width). Throughput counts training pairs times epochs over the wall time of `fit` (validation
-loss included on both sides; nmtcli's per-epoch BLEU sample only with --bleu-sample); "useful
-GFLOP/s" counts the matrix work on real (unpadded) tokens only.
+The task is the seed's: the first N pairs, character level, LSTM 256, RMSprop, batch 64, a fifth
+held out. Like for like:
+
+- The same pairs: `nmt prepare` splits the first N pairs once (a fifth of the sources for validation,
+  grouped, no de-duplication); the seed trains on the training pairs and validates on the validation
+  pairs (its arrays built from all N, as the seed does), so both report the per-token validation
+  cross-entropy on the same sentences.
+- The same clock span: each side's ``model.fit`` from its first to its last batch, validation and
+  (for nmtcli) the per-epoch bookkeeping included, timed by the same callback.
+- Both decoders warm: each translates once before the timed sentences.
+- The machine's float32 matrix-product rate is measured in the same run (before and after the two
+  sides; the higher is used), so "useful GFLOP/s" has a denominator from the same conditions.
+
+nmtcli uses its own pipeline (length buckets, masked loss, embeddings of about the one-hot width).
+"Useful GFLOP/s" counts the matrix work on real (unpadded) tokens only.
 """
 
 from __future__ import annotations
@@ -36,14 +46,56 @@ def useful_flops(source_lengths, target_lengths, embedding: int, vocab: int, uni
     return 3.0 * forward
 
 
+def fit_clock():
+    """A Keras callback timing ``fit`` from its first batch's start to the end of its last epoch."""
+    import keras
+
+    class FitClock(keras.callbacks.Callback):
+        seconds = 0.0
+
+        def on_train_begin(self, logs=None):
+            self._started = time.perf_counter()
+
+        def on_train_end(self, logs=None):
+            self.seconds = time.perf_counter() - self._started
+
+    return FitClock()
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """The best float32 ``[size, size] @ [size, size]`` rate of ``repeats`` tries, in GFLOP/s."""
+    import tensorflow as tf
+
+    a = tf.random.normal([size, size])
+    b = tf.random.normal([size, size])
+    product = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+    product(a, b).numpy()  # trace and warm up
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        product(a, b).numpy()
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def read_split(data_dir: Path, split: str) -> list[tuple[str, str]]:
+    rows = (data_dir / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
+    return [tuple(row.split("\t")[:2]) for row in rows]
+
+
 def run_seed(args) -> dict:
     sys.path.insert(0, str(Path(__file__).parent))
-    from seed_recipe import SeedRecipe, read_pairs
+    from seed_recipe import SeedRecipe
 
-    sources, targets = read_pairs(args.corpus, args.pairs)
+    train_pairs, valid_pairs = read_split(args.data, "train"), read_split(args.data, "valid")
+    pairs = train_pairs + valid_pairs  # the seed builds its arrays and vocabularies from all N
+    sources = [s for s, _ in pairs]
+    targets = ["\t" + t + "\n" for _, t in pairs]
     recipe = SeedRecipe(sources, targets, UNITS)
-    seconds, history = recipe.fit(args.epochs)
-    train_n = int(len(sources) * 0.8)
+    clock = fit_clock()
+    _, history = recipe.fit(args.epochs, validation_rows=len(valid_pairs), callbacks=[clock])
+    seconds = clock.seconds
+    train_n = len(train_pairs)
     flops = (
         useful_flops(
             [len(s) for s in sources[:train_n]],
@@ -53,11 +105,15 @@ def run_seed(args) -> dict:
         )
         * args.epochs
     )
+    held_out = sources[train_n:]
+    recipe.translate(held_out[0])  # warm: the first predict calls trace their functions
     started = time.perf_counter()
-    for sentence in sources[train_n : train_n + args.seed_sentences]:
+    for sentence in held_out[1 : 1 + args.seed_sentences]:
         recipe.translate(sentence)
     decode_seconds = time.perf_counter() - started
     return {
+        "train_pairs": train_n,
+        "valid_pairs": len(valid_pairs),
         "train_samples_per_second": round(train_n * args.epochs / seconds, 1),
         "train_seconds": round(seconds, 1),
         "useful_gflops_per_second": round(flops / seconds / 1e9, 1),
@@ -71,21 +127,14 @@ def run_seed(args) -> dict:
 def run_nmtcli(args) -> dict:
     import keras
 
-    from nmtcli.config import ModelConfig, PrepareConfig, TrainConfig
-    from nmtcli.corpus import PreparedData, prepare
+    from nmtcli.config import ModelConfig, TrainConfig
+    from nmtcli.corpus import PreparedData
     from nmtcli.models import Seq2Seq
     from nmtcli.training import train
     from nmtcli.translator import Translator
 
     with tempfile.TemporaryDirectory(prefix="nmt-bench-") as tmp:
-        data_dir = Path(tmp) / "data"
-        prepare(
-            args.corpus,
-            data_dir,
-            PrepareConfig(
-                limit=args.pairs, valid_size=0.2, test_size=0, dedupe=False, max_words=1000, max_chars=10_000
-            ),
-        )
+        data_dir = args.data
         data = PreparedData.load(data_dir)
         vocab = data.manifest["vocab_size"]["char"]
         embedding = vocab["source"]
@@ -103,8 +152,16 @@ def run_nmtcli(args) -> dict:
             bleu_sample=args.bleu_sample,
         )
         Seq2Seq.fast_rnn = not args.keras_rnn
+        clock = fit_clock()
         started, cpu_started = time.perf_counter(), time.process_time()
-        result = train(model_config, train_config, data_dir=data_dir, run_dir=Path(tmp) / "run", resume=False)
+        result = train(
+            model_config,
+            train_config,
+            data_dir=data_dir,
+            run_dir=Path(tmp) / "run",
+            resume=False,
+            callbacks=[clock],
+        )
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
         train_pairs = data.pairs("train")
         flops = (
@@ -116,7 +173,7 @@ def run_nmtcli(args) -> dict:
             )
             * args.epochs
         )
-        fit_seconds = sum(row["seconds"] for row in result.history)
+        fit_seconds = clock.seconds
 
         translator = Translator.load(result.run_dir)
         sources = [s for s, _ in data.pairs("valid")]
@@ -126,6 +183,8 @@ def run_nmtcli(args) -> dict:
         translator.translate(sources, batch_size=args.decode_batch)
         decode_seconds = time.perf_counter() - started
         return {
+            "train_pairs": len(train_pairs),
+            "valid_pairs": len(data.pairs("valid")),
             "train_samples_per_second": round(len(train_pairs) * args.epochs / fit_seconds, 1),
             "train_seconds": round(fit_seconds, 1),
             "train_command_seconds": round(seconds, 1),
@@ -162,26 +221,41 @@ def main() -> None:
     parser.add_argument(
         "--keras-rnn", action="store_true", help="nmtcli side: Keras' own LSTM loop instead of fast_rnn"
     )
-    parser.add_argument(
-        "--matmul-gflops", type=float, default=219.0, help="the machine's measured matmul rate"
-    )
-    parser.add_argument("--only", choices=("seed", "nmtcli"), help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=("seed", "nmtcli", "matmul"), help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)  # the parent's prepared split
     args = parser.parse_args()
 
     if args.only:
-        figures = run_seed(args) if args.only == "seed" else run_nmtcli(args)
-        figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        if args.only == "matmul":
+            figures = {"gflops": round(matmul_gflops(), 1)}
+        else:
+            figures = run_seed(args) if args.only == "seed" else run_nmtcli(args)
+            figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         print(json.dumps(figures))
         return
-    results = {}
-    for side in ("seed", "nmtcli"):
-        child = subprocess.run(
-            [sys.executable, __file__, *sys.argv[1:], "--only", side], capture_output=True, text=True
+
+    from nmtcli.config import PrepareConfig
+    from nmtcli.corpus import prepare
+
+    def child(side: str, data_dir: Path) -> dict:
+        command = [sys.executable, __file__, *sys.argv[1:], "--only", side, "--data", str(data_dir)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"{side} failed:\n{done.stderr}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    with tempfile.TemporaryDirectory(prefix="nmt-bench-data-") as tmp:
+        data_dir = Path(tmp) / "data"
+        # One split for both sides: a fifth of the sources for validation, nothing dropped.
+        settings = PrepareConfig(
+            limit=args.pairs, valid_size=0.2, test_size=0, dedupe=False, max_words=1000, max_chars=10_000
         )
-        if child.returncode != 0:
-            sys.exit(f"{side} failed:\n{child.stderr}")
-        results[side] = json.loads(child.stdout.strip().splitlines()[-1])
+        prepare(args.corpus, data_dir, settings)
+        rates = [child("matmul", data_dir)["gflops"]]
+        results = {side: child(side, data_dir) for side in ("seed", "nmtcli")}
+        rates.append(child("matmul", data_dir)["gflops"])
     seed, ours = results["seed"], results["nmtcli"]
+    matmul = max(rates)
     print(
         json.dumps(
             {
@@ -197,9 +271,9 @@ def main() -> None:
                 "decode_speedup": round(
                     ours["decode_sentences_per_second"] / seed["decode_sentences_per_second"]
                 ),
-                "nmtcli_fraction_of_matmul_rate": round(
-                    ours["useful_gflops_per_second"] / args.matmul_gflops, 3
-                ),
+                "matmul_gflops_per_second": rates,
+                "seed_fraction_of_matmul_rate": round(seed["useful_gflops_per_second"] / matmul, 3),
+                "nmtcli_fraction_of_matmul_rate": round(ours["useful_gflops_per_second"] / matmul, 3),
             }
         )
     )
