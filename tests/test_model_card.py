@@ -74,9 +74,9 @@ def test_info_json_matches_the_folder(tiny_run_factory, arch) -> None:
 
     import keras
 
-    from nmtcli.model_folder import load_model
+    from nmtcli.run_folder import RunFolder
 
-    assert card["model"]["parameters"] == load_model(run).count_params()
+    assert card["model"]["parameters"] == RunFolder(run).load_model().count_params()
     assert card["versions"]["installed"]["keras"] == keras.__version__
 
 

@@ -18,12 +18,12 @@ import os
 import shutil
 from pathlib import Path
 
+import nmtcli.model_folder
 import pytest
+from nmtcli.model_folder import write_checksums
 
 import nmtcli.files
-import nmtcli.model_folder
 from nmtcli.files import sha256_file
-from nmtcli.model_folder import write_checksums
 from test_cli import TINY_TRAIN, assert_error, assert_ok, nmt, snapshot
 
 KEEP_ALL = ["--valid-size", "0", "--test-size", "0"]  # every kept pair lands in train.tsv
