@@ -56,10 +56,11 @@ def test_info_json_matches_the_folder(tiny_run_factory, arch) -> None:
     assert card["name"] == run.name and card["status"] == "complete"
     assert {k: card["model"][k] for k in config["model"]} == config["model"]
     assert card["training"] == config["training"]
-    best = min(history, key=lambda row: (row["val_loss"], row["epoch"]))
+    best = min(history, key=lambda row: (row["val_cross_entropy"], row["epoch"]))
     assert card["history"]["epochs"] == len(history)
     assert card["history"]["best_epoch"] == best["epoch"]
-    assert card["history"]["best"]["val_loss"] == pytest.approx(best["val_loss"])
+    assert card["history"]["best"]["val_cross_entropy"] == pytest.approx(best["val_cross_entropy"])
+    assert card["history"]["perplexity"] == pytest.approx(best["val_perplexity"])
     assert card["history"]["best"]["val_perplexity"] == pytest.approx(best["val_perplexity"])
     assert card["history"]["train_seconds"] == pytest.approx(sum(r["seconds"] for r in history), abs=0.06)
     assert card["data"]["counts"] == manifest["counts"]
@@ -102,7 +103,7 @@ def test_info_text_shows_the_card(tiny_run) -> None:
         "gru-attention",
         f"{card['model']['parameters']:,}",
         "best epoch",
-        f"{card['history']['best_epoch']}: val loss {card['history']['best']['val_loss']:.4f}",
+        f"{card['history']['best_epoch']}: val cross-entropy {card['history']['best']['val_cross_entropy']:.4f}",
         f"{card['data']['counts']['train']} train",
         "tensorflow",
         "bf16 output layer where the CPU has it",  # the default training setting

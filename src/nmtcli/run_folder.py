@@ -43,7 +43,7 @@ from . import __version__
 from .config import ModelConfig, TrainConfig
 from .errors import ConfigError, ModelError
 from .files import atomic_path, atomic_write_json, atomic_write_text, read_json, sha256_file
-from .history import FIELDS, History, rename_old_columns
+from .history import FIELDS, OLD_NAMES, History, rename_old_columns
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -67,17 +67,9 @@ CURVES = "curves.png"
 TENSORBOARD = "tensorboard"
 # What a translator reads; all but the model are written once, before training starts.
 CHECKED_FILES = (CONFIG, VOCABULARIES["source"], VOCABULARIES["target"], MANIFEST, MODEL)
-# Columns `nmt train` writes; a value in them that is not a number means the history is damaged.
-# Other columns are kept when they hold numbers and skipped when they hold text.
-NUMERIC_COLUMNS = (
-    "epoch",
-    "objective",
-    "perplexity",
-    "val_objective",
-    "val_perplexity",
-    "learning_rate",
-    "seconds",
-)
+# Columns `nmt train` writes (and wrote, by their old names); a value in them that is not a number
+# means the history is damaged. Other columns are kept when they hold numbers, skipped when text.
+NUMERIC_COLUMNS = (*FIELDS, *OLD_NAMES)
 MAX_JSON_BYTES = 16 * 2**20
 
 
@@ -513,7 +505,7 @@ def _read_history_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     try:
         with open(path, encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
-            columns = [rename_old_columns(c.strip()) for c in reader.fieldnames or []]
+            columns = [c.strip() for c in reader.fieldnames or []]
             if "epoch" not in columns:
                 raise ModelError(f"{path}: no 'epoch' column in the header; not an nmtcli history")
             reader.fieldnames = columns
@@ -539,4 +531,5 @@ def _read_history_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     except csv.Error as exc:
         raise ModelError(f"{path}: unreadable CSV ({exc})") from None
     columns = [c for c in columns if c not in text_columns]
-    return columns, [{c: row.get(c) for c in columns} for row in rows]
+    rows = [{rename_old_columns(c): row.get(c) for c in columns} for row in rows]
+    return [rename_old_columns(c) for c in columns], rows
