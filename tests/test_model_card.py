@@ -98,12 +98,13 @@ def test_info_text_shows_the_card(tiny_run) -> None:
     result = nmt("info", tiny_run)
     assert result.exit_code == 0, result.output
     card = model_card(tiny_run)
+    best = card["history"]["best"]
     for fragment in (
         f"Model card: {tiny_run.name}",
         "gru-attention",
         f"{card['model']['parameters']:,}",
         "best epoch",
-        f"{card['history']['best_epoch']}: val cross-entropy {card['history']['best']['val_cross_entropy']:.4f}",
+        f"{card['history']['best_epoch']}: val cross-entropy {best['val_cross_entropy']:.4f}",
         f"{card['data']['counts']['train']} train",
         "tensorflow",
         "bf16 output layer where the CPU has it",  # the default training setting

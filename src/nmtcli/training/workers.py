@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..distribution import ClusterTask
 from ..errors import ConfigError, ModelError
-from ..run_folder import STATE, RunFolder, RunLock
+from ..run_folder import LOCK, STATE, RunFolder, RunLock
 
 
 def worker_folder(run_dir: Path, resume: bool | None, task: ClusterTask) -> tuple[RunFolder, RunLock, bool]:
@@ -30,7 +30,7 @@ def worker_folder(run_dir: Path, resume: bool | None, task: ClusterTask) -> tupl
         raise ConfigError(f"{run_dir}: output folder exists and is not empty; choose another --output")
     folder = Path(tempfile.mkdtemp(prefix=f"nmt-{task.task_type}{task.task_index}-"))
     if resuming:  # the chief writes nothing before every worker has joined, so the copy is consistent
-        shutil.copytree(run_dir, folder, ignore=shutil.ignore_patterns(".lock"), dirs_exist_ok=True)
+        shutil.copytree(run_dir, folder, ignore=shutil.ignore_patterns(LOCK), dirs_exist_ok=True)
     run = RunFolder(folder)
     lock = run.lock()  # a folder this process just created: nobody else holds it
     assert lock is not None
