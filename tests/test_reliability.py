@@ -18,10 +18,10 @@ import os
 import shutil
 from pathlib import Path
 
-import nmtcli.model_folder
 import pytest
 
 import nmtcli.files
+import nmtcli.run_folder
 from test_cli import TINY_TRAIN, assert_error, assert_ok, nmt, snapshot
 
 KEEP_ALL = ["--valid-size", "0", "--test-size", "0"]  # every kept pair lands in train.tsv

@@ -848,3 +848,43 @@ def test_the_loss_is_the_same_when_keras_finds_a_padding_mask_on_the_logits() ->
         plain = float(masked_loss(smoothing)(target, logits))
         assert float(masked_loss(smoothing)(target, masked)) == pytest.approx(plain, rel=1e-6)
     assert float(masked_loss()(target, masked)) == pytest.approx(float(reference), rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------
+# Resume restores the state, not only the bookkeeping
+
+
+class InterruptAtEpochStart(keras.callbacks.Callback):
+    """Simulates Ctrl-C as epoch ``epoch`` (1-based) begins, after the backup of the epoch before."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, tiny_data) -> None:
+    model_config = ModelConfig(arch="lstm", **SMALL_MODEL)
+    train_config = TrainConfig(epochs=3, bleu_sample=0, **SMALL_TRAINING)
+    straight = train(model_config, train_config, data_dir=tiny_data, run_dir=tmp_path / "straight")
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            model_config,
+            train_config,
+            data_dir=tiny_data,
+            run_dir=tmp_path / "resumed",
+            callbacks=[InterruptAtEpochStart(2)],
+        )
+    resumed = train(model_config, train_config, data_dir=tiny_data, run_dir=tmp_path / "resumed")
+    assert resumed.resumed_from_epoch == 1
+    for key in ("cross_entropy", "val_cross_entropy", "learning_rate"):
+        assert [row[key] for row in resumed.history] == pytest.approx(
+            [row[key] for row in straight.history], rel=1e-5
+        ), key
+    assert resumed.best_epoch == straight.best_epoch
+    weights = [RunFolder(run).load_model().get_weights() for run in (straight.run_dir, resumed.run_dir)]
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
