@@ -191,8 +191,9 @@ class _Fit:
         self.replicas = strategy.num_replicas_in_sync if strategy is not None else None
         self.source, self.target = run.load_vectorizers(model_config.level)
 
-    def datasets(self) -> tuple[Any, Any, EncodedPairs, list[int]]:
-        """``(train_set, valid_set or None, train_pairs, bucket boundaries)``."""
+    def datasets(self, first_epoch: int) -> tuple[Any, Any, EncodedPairs, list[int]]:
+        """``(train_set, valid_set or None, train_pairs, bucket boundaries)``; the training set's
+        shuffling goes on after ``first_epoch`` epochs done."""
         train_pairs = EncodedPairs(self.data.iter_pairs("train"), self.source, self.target)
         valid_pairs = EncodedPairs(self.data.iter_pairs("valid"), self.source, self.target)
         boundaries = bucket_boundaries(train_pairs.lengths)
@@ -202,7 +203,12 @@ class _Fit:
             "replicas": self.replicas,
         }
         train_set = make_dataset(
-            train_pairs, self.config.batch_size, shuffle=True, seed=self.config.seed, **options
+            train_pairs,
+            self.config.batch_size,
+            shuffle=True,
+            seed=self.config.seed,
+            first_epoch=first_epoch,
+            **options,
         )
         valid_set = make_dataset(valid_pairs, self.config.batch_size, **options) if len(valid_pairs) else None
         return train_set, valid_set, train_pairs, boundaries
@@ -262,10 +268,10 @@ class _Fit:
         self, resuming: bool, extra: list[keras.callbacks.Callback], log: Callable[[str], None]
     ) -> TrainResult:
         keras.utils.set_random_seed(self.config.seed)
-        train_set, valid_set, train_pairs, boundaries = self.datasets()
+        started = _resume_epoch(self.run_folder)
+        train_set, valid_set, train_pairs, boundaries = self.datasets(started)
         model = self.compiled_model()
         record, chain = self.callbacks(valid_set is not None, log)
-        started = _resume_epoch(self.run_folder)
         batches = count_batches(train_pairs.lengths, boundaries, self.config.batch_size)
         arch, level = self.model_config.arch, self.model_config.level
         log(
@@ -281,6 +287,9 @@ class _Fit:
                 train_set,
                 validation_data=valid_set,
                 epochs=self.config.epochs,
+                # Given, Keras makes one iterator of the training set per epoch (else two: one spare),
+                # so the shuffle of epoch n is the n-th pass's, in a resumed run too (make_dataset).
+                steps_per_epoch=batches,
                 verbose=0,
                 shuffle=False,
                 callbacks=[*chain, *extra],
