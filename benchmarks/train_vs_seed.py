@@ -104,7 +104,14 @@ def run_nmtcli(args) -> dict:
         )
         Seq2Seq.fast_rnn = not args.keras_rnn
         started, cpu_started = time.perf_counter(), time.process_time()
-        result = train(model_config, train_config, data_dir=data_dir, run_dir=Path(tmp) / "run", resume=False)
+        result = train(
+            model_config,
+            train_config,
+            data_dir=data_dir,
+            run_dir=Path(tmp) / "run",
+            resume=False,
+            translator_factory=Translator,
+        )
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
         train_pairs = data.pairs("train")
         flops = (
@@ -136,7 +143,7 @@ def run_nmtcli(args) -> dict:
             "useful_gflops_per_second": round(flops / fit_seconds / 1e9, 1),
             # Over all validation tokens; Keras' val_loss averages batch means weighted by sentences.
             "val_cross_entropy_per_token": round(result.history[-1]["val_cross_entropy"], 4),
-            "val_loss_keras": round(result.history[-1]["val_loss"], 4),
+            "val_objective_keras": round(result.history[-1]["val_objective"], 4),
             "decode_sentences_per_second": round(len(sources) / decode_seconds, 1),
             "decode_batch_size": args.decode_batch,
             "keras": keras.__version__,
