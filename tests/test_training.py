@@ -202,6 +202,15 @@ def test_different_settings_start_a_new_run_instead_of_resuming(tmp_path, tiny_d
     assert RunFolder(workspace.runs()[0]).is_unfinished()
 
 
+def test_stopping_early_on_bleu_needs_a_translator_to_decode_with(tmp_path, tiny_data) -> None:
+    """Training does not import the translator: the caller hands it one, or gets a ConfigError."""
+    config = TrainConfig(epochs=1, early_stopping_metric="bleu", bleu_sample=3, **SMALL_TRAINING)
+    with pytest.raises(ConfigError, match="translator_factory") as info:
+        train(ModelConfig(arch="lstm", **SMALL_MODEL), config, data_dir=tiny_data, run_dir=tmp_path / "run")
+    assert info.value.field == "early_stopping_metric"
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_true_without_an_interrupted_run_is_an_error(tmp_path, tiny_data) -> None:
     workspace = Workspace(tmp_path / "ws")
     with pytest.raises(ModelError, match="no interrupted run"):

@@ -32,14 +32,6 @@ FIELDS = (
 )
 # Names in histories written by earlier versions -> today's names.
 OLD_NAMES = {"loss": "objective", "val_loss": "val_objective"}
-# What Keras calls our figures in its epoch logs -> history columns.
-KERAS_NAMES = {
-    "loss": "objective",
-    "val_loss": "val_objective",
-    "cross_entropy": "cross_entropy",
-    "val_cross_entropy": "val_cross_entropy",
-    "val_bleu": "val_bleu",
-}
 
 
 def perplexity(cross_entropy: float | None) -> float | None:

@@ -123,7 +123,9 @@ class StopAtTimeBudget(keras.callbacks.Callback):
     """Stops training when another epoch as long as the last would overrun ``max_seconds`` of
     epoch time, counting the epochs before a resume."""
 
-    def __init__(self, record: RecordHistory, max_seconds: float, log: Callable[[str], None] = print):
+    def __init__(
+        self, record: RecordHistory, max_seconds: float, log: Callable[[str], None] = lambda message: None
+    ):
         super().__init__()
         self.record = record
         self.max_seconds = max_seconds
