@@ -161,6 +161,7 @@ def run_nmtcli(args) -> dict:
             run_dir=Path(tmp) / "run",
             resume=False,
             callbacks=[clock],
+            translator_factory=Translator,
         )
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
         train_pairs = data.pairs("train")
@@ -195,7 +196,7 @@ def run_nmtcli(args) -> dict:
             "useful_gflops_per_second": round(flops / fit_seconds / 1e9, 1),
             # Over all validation tokens; Keras' val_loss averages batch means weighted by sentences.
             "val_cross_entropy_per_token": round(result.history[-1]["val_cross_entropy"], 4),
-            "val_loss_keras": round(result.history[-1]["val_loss"], 4),
+            "val_objective_keras": round(result.history[-1]["val_objective"], 4),
             "decode_sentences_per_second": round(len(sources) / decode_seconds, 1),
             "decode_batch_size": args.decode_batch,
             "keras": keras.__version__,

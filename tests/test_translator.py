@@ -14,7 +14,7 @@ import pytest
 
 from nmtcli.errors import ConfigError, ModelError
 from nmtcli.files import sha256_file
-from nmtcli.model_folder import write_checksums
+from nmtcli.run_folder import RunFolder
 from nmtcli.translator import Translator
 from nmtcli.vectorizers import END_ID, PAD_ID, START_ID, WordTokenizer
 
@@ -219,7 +219,7 @@ def test_input_is_lowercased_when_the_training_data_was(run_dir, translator, tmp
     manifest = json.loads((run / "data-manifest.json").read_text(encoding="utf-8"))
     manifest["settings"]["lowercase"] = True
     (run / "data-manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    write_checksums(run, [sha256_file(run / "model.keras")])  # as if trained on lowercased data
+    RunFolder(run).write_checksums([sha256_file(run / "model.keras")])  # as if trained on lowercased data
     lowercasing = Translator.load(run)
     assert lowercasing.lowercase and not translator.lowercase
     assert lowercasing.translate(["RED Cat.", "Big  DOG\truns."]) == translator.translate(

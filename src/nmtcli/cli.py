@@ -536,6 +536,7 @@ def train(
 
     from .progress import RichProgress
     from .training import train as train_model
+    from .translator import Translator
 
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     tracking = _tracking_callbacks(mlflow, mlflow_uri, experiment, tensorboard, workspace)
@@ -549,6 +550,7 @@ def train(
         callbacks=[] if quiet else [RichProgress(stderr)],
         log=_ignore if quiet else stderr.print,
         run_callbacks=tracking,
+        translator_factory=Translator,
     )
     summary = {
         "run": str(result.run_dir),
@@ -563,10 +565,9 @@ def train(
         return
     best = summary["best"] or {}
     line = f"model saved to {result.run_dir} (best epoch {result.best_epoch}"
-    if best.get("val_loss") is not None:
-        line += f", val_loss {best['val_loss']:.4f}"
-    if best.get("val_perplexity") is not None:
-        line += f", val_ppl {best['val_perplexity']:.2f}"
+    for column, digits in (("val_cross_entropy", 4), ("val_perplexity", 2)):
+        if best.get(column) is not None:
+            line += f", {column} {best[column]:.{digits}f}"
     if best.get("val_bleu") is not None:
         line += f", val_bleu {best['val_bleu']:.2f}"
     typer.echo(line + ")")
@@ -727,24 +728,22 @@ def _record_scores(run_dir: Path, key: str, result, scored: str) -> None:
 def _split_references(run_dir: Path, data: Path | None, ws, split: str):
     from .corpus import PreparedData, group_references
     from .errors import DataError
-    from .files import read_json
-    from .model_folder import read_config
+    from .run_folder import RunFolder
 
+    run = RunFolder(run_dir)
     if data is None:
-        trained_on = Path(read_config(run_dir).get("data", ""))
+        trained_on = Path(run.config().data)
         data = trained_on if (trained_on / "manifest.json").is_file() else ws.data_dir
     prepared = PreparedData.load(data)
-    model_manifest = run_dir / "data-manifest.json"
-    if model_manifest.is_file():
-        trained = read_json(model_manifest)
-        if (trained.get("corpus"), trained.get("settings")) != (
-            prepared.manifest.get("corpus"),
-            prepared.manifest.get("settings"),
-        ):
-            raise DataError(
-                f"{data} was prepared from other data or settings than {run_dir} was "
-                "trained on, so its test split may overlap training; pass --source/--reference"
-            )
+    trained = run.manifest()
+    if trained is not None and (trained.get("corpus"), trained.get("settings")) != (
+        prepared.manifest.get("corpus"),
+        prepared.manifest.get("settings"),
+    ):
+        raise DataError(
+            f"{data} was prepared from other data or settings than {run_dir} was "
+            "trained on, so its test split may overlap training; pass --source/--reference"
+        )
     sources, references = group_references(prepared.pairs(split))
     return sources, references, f"{data}/{split}.tsv"
 
@@ -1045,7 +1044,7 @@ def plot(
         bool, typer.Option("--terminal", help="Show a table in the terminal instead of a picture.")
     ] = False,
 ) -> None:
-    """Draw training curves: loss and perplexity per epoch, training solid and validation dashed."""
+    """Draw training curves: cross-entropy and perplexity per epoch, training solid and validation dashed."""
     from .curves import INSTALL_HINT, have_matplotlib, read_histories, render_png, render_terminal
     from .workspace import resolve_model_dir
 
@@ -1072,7 +1071,9 @@ def plot(
     if output is None:
         if len(run_dirs) > 1:
             raise ConfigError("several runs: say where the picture goes with --output FILE.png")
-        output = run_dirs[0] / "curves.png"
+        from .run_folder import RunFolder
+
+        output = RunFolder(run_dirs[0]).curves_path
     render_png(histories, output)
     typer.echo(f"curves saved to {output}")
 

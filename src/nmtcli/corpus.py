@@ -23,7 +23,7 @@ import tempfile
 import unicodedata
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -572,3 +572,9 @@ def group_references(pairs: list[tuple[str, str]]) -> tuple[list[str], list[list
     for source, target in pairs:
         grouped.setdefault(source, []).append(target)
     return list(grouped), list(grouped.values())
+
+
+def reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
+    """sacrebleu's layout: stream k holds the k-th reference of every sentence (None where absent)."""
+    depth = max((len(refs) for refs in references), default=0)
+    return [[refs[k] if k < len(refs) else None for refs in references] for k in range(depth)]

@@ -8,7 +8,6 @@ reference alone is reported beside it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -20,12 +19,14 @@ import tensorflow as tf
 
 from . import __version__
 from .config import DEFAULT_LENGTH_PENALTY
-from .errors import DataError, ModelError
-from .files import atomic_write_json, read_json
+from .corpus import reference_streams
+from .errors import DataError
+from .history import perplexity as perplexity_of
 from .pipeline import EncodedPairs, make_dataset
+from .run_folder import RunFolder
 from .translator import Translator
 
-EVALUATION_FILE = "evaluation.json"
+__all__ = ["EvaluationResult", "evaluate", "record_evaluation", "reference_streams", "token_cross_entropy"]
 METRICS = ("bleu", "chrf", "ter")
 DEFAULT_METRICS = ("bleu", "chrf")
 
@@ -36,12 +37,6 @@ def _metric(name: str) -> Any:
         "chrf": sacrebleu.metrics.CHRF,
         "ter": sacrebleu.metrics.TER,
     }[name]()
-
-
-def reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
-    """sacrebleu's layout: stream k holds the k-th reference of every sentence (None where absent)."""
-    depth = max((len(refs) for refs in references), default=0)
-    return [[refs[k] if k < len(refs) else None for refs in references] for k in range(depth)]
 
 
 @dataclass
@@ -146,7 +141,7 @@ def evaluate(
         single_reference_scores=single,
         signatures=signatures,
         cross_entropy=round(cross_entropy, 4) if cross_entropy is not None else None,
-        perplexity=round(math.exp(cross_entropy), 3) if cross_entropy is not None else None,
+        perplexity=round(perplexity_of(cross_entropy), 3) if cross_entropy is not None else None,
         model=model_name or (translator.run_dir.name if translator.run_dir else "model"),
         decoding={
             "method": "greedy" if beam_size == 1 else "beam",
@@ -161,24 +156,14 @@ def evaluate(
 
 
 def record_evaluation(run_dir: Path, key: str, result: EvaluationResult, data: str) -> Path:
-    """Keep ``result`` as the latest scores on ``key`` (a split name or a source file) in
-    ``RUN/evaluation.json``, next to the records of other splits; returns that file's path.
+    """Keep ``result`` as the latest scores on ``key`` (a split name or a source file) in the run's
+    evaluation record, next to the records of other splits; returns that file's path.
 
     An existing record file that cannot be read is left alone (ModelError), never overwritten.
     """
-    path = Path(run_dir) / EVALUATION_FILE
-    records: Any = {}
-    if path.exists():
-        try:
-            records = read_json(path)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{path}: unreadable ({exc}); left as it is") from None
-        if not isinstance(records, dict):
-            raise ModelError(f"{path}: not an nmtcli evaluation record; left as it is")
-    records[key] = {
+    record = {
         "data": data,
         "evaluated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **result.to_dict(),
     }
-    atomic_write_json(path, records)
-    return path
+    return RunFolder(run_dir).record_evaluation(key, record)

@@ -50,7 +50,8 @@ import tensorflow as tf
 
 from . import __version__
 from .errors import ModelError
-from .files import atomic_write_json, check_replaceable, make_private_dir_public, read_json, replace_dir
+from .files import atomic_write_json, check_replaceable, make_private_dir_public, replace_dir
+from .run_folder import RunFolder
 from .translator import Translator
 from .vectorizers import END_ID, JOINER, PAD_ID, START_ID, UNK_ID
 
@@ -310,7 +311,7 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike) -> ExportResul
                 **result.to_dict(),
                 "output": output.name,
                 "run": str(run_dir.resolve()),
-                "config": read_json(run_dir / "config.json").get("model"),
+                "config": RunFolder(run_dir).config().model.to_dict(),
                 "batch_size": BATCH_SIZE,
                 "max_source_tokens": translator.max_source_tokens,
                 "nmtcli_version": __version__,

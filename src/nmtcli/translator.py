@@ -23,8 +23,7 @@ from .config import DEFAULT_LENGTH_PENALTY, ModelConfig, check_decoding
 from .corpus import normalize
 from .decoding import beam_search, repeat_beams
 from .errors import ModelError
-from .files import read_json
-from .model_folder import load_model, load_vectorizers, read_config, verify_folder
+from .run_folder import RunFolder
 from .vectorizers import END, END_ID, Vectorizer
 
 # Greedy batches of at most this many sentences decode every sentence to the batch's last step.
@@ -77,10 +76,10 @@ class Translator:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise ModelError(f"{run_dir}: model folder not found")
-        config = read_config(run_dir)
-        verify_folder(run_dir)
-        model_config: ModelConfig = config["model"]
-        source, target = load_vectorizers(run_dir, model_config.level)
+        run = RunFolder(run_dir)
+        model_config = run.config().model
+        run.verify()
+        source, target = run.load_vectorizers(model_config.level)
         if (len(source), len(target)) != (
             model_config.source_vocab_size,
             model_config.target_vocab_size,
@@ -90,11 +89,8 @@ class Translator:
                 f"({len(source)}/{len(target)} tokens, model expects "
                 f"{model_config.source_vocab_size}/{model_config.target_vocab_size})"
             )
-        model = load_model(run_dir)
-        lowercase = False
-        manifest = run_dir / "data-manifest.json"
-        if manifest.is_file():
-            lowercase = bool(read_json(manifest).get("settings", {}).get("lowercase", False))
+        model = run.load_model()
+        lowercase = run.lowercase
         return cls(
             model, source, target, model_config, lowercase=lowercase, run_dir=run_dir, bf16_output=bf16_output
         )
