@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from nmtcli.alignment import Alignment, display_token
 from nmtcli.attention import (
-    Alignment,
     check_picture_path,
-    display_token,
     heatmap_table,
     picture_paths,
     require_matplotlib,

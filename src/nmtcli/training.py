@@ -30,7 +30,7 @@ from .distribution import ClusterTask, make_strategy, read_cluster
 from .errors import ConfigError, ModelError
 from .files import atomic_write_json, atomic_write_text, read_json
 from .model_folder import copy_data_files, load_vectorizers, read_config, save_model, write_config
-from .models import build_model
+from .models import bf16, build_model
 from .pipeline import EncodedPairs, bucket_boundaries, count_batches, make_dataset
 from .vectorizers import PAD_ID
 from .workspace import RunLock, Workspace, run_status
@@ -497,7 +497,6 @@ def _fit(
     with _scope(strategy), dtype_policy("mixed_float16" if train_config.mixed_precision else "float32"):
         model = build_model(model_config)
         model.build()
-        model.bf16_output = train_config.bf16_output
         model.compile(
             optimizer=make_optimizer(train_config),
             loss=masked_loss(train_config.label_smoothing, weighted=replicas is not None),
@@ -547,7 +546,11 @@ def _fit(
         + f" -> {run_dir}"
     )
     # Order matters: the history is written before the backup marks the epoch done.
-    with _scope(strategy), _peer_failures(train_config.distribute):
+    with (
+        _scope(strategy),
+        _peer_failures(train_config.distribute),
+        bf16.for_training(train_config.bf16_output),
+    ):
         model.fit(
             train_set,
             validation_data=valid_set,
