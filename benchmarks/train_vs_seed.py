@@ -15,6 +15,7 @@ GFLOP/s" counts the matrix work on real (unpadded) tokens only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -73,7 +74,7 @@ def run_nmtcli(args) -> dict:
 
     from nmtcli.config import ModelConfig, PrepareConfig, TrainConfig
     from nmtcli.corpus import PreparedData, prepare
-    from nmtcli.models import Seq2Seq
+    from nmtcli.models.fast_rnn import keras_layers_only
     from nmtcli.training import train
     from nmtcli.translator import Translator
 
@@ -102,9 +103,11 @@ def run_nmtcli(args) -> dict:
             jit_compile=args.jit_compile,
             bleu_sample=args.bleu_sample,
         )
-        Seq2Seq.fast_rnn = not args.keras_rnn
         started, cpu_started = time.perf_counter(), time.process_time()
-        result = train(model_config, train_config, data_dir=data_dir, run_dir=Path(tmp) / "run", resume=False)
+        with keras_layers_only() if args.keras_rnn else contextlib.nullcontext():
+            result = train(
+                model_config, train_config, data_dir=data_dir, run_dir=Path(tmp) / "run", resume=False
+            )
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
         train_pairs = data.pairs("train")
         flops = (
