@@ -330,3 +330,24 @@ def test_bf16_decoding_rounds_only_the_output_layer_and_only_inside(tied, monkey
     np.testing.assert_allclose(low, exact, atol=0.05 * np.abs(exact).max())
     assert not getattr(bf16._decoding, "matrices", {})  # the context left nothing behind
     np.testing.assert_array_equal(step(False).numpy(), exact)
+
+
+def test_the_training_switch_reaches_the_step_that_fit_traces(monkeypatch) -> None:
+    """``bf16.for_training`` (how ``train`` applies ``TrainConfig.bf16_output``) is seen by the train
+    step Keras traces inside it, and by no step traced outside it."""
+    from nmtcli.models import bf16
+
+    monkeypatch.setattr(bf16, "cpu_has_bf16", lambda: True)  # the path is taken on any CPU here
+    products = []
+    plain_matmul = bf16.matmul
+    monkeypatch.setattr(
+        bf16, "matmul", lambda *args, **kwargs: products.append(1) or plain_matmul(*args, **kwargs)
+    )
+    target_out = np.concatenate([TARGET_IN[:, 1:], np.zeros((2, 1), np.int32)], axis=1)
+    for enabled in (False, True):
+        built = built_model("lstm")
+        built.compile(optimizer="adam", loss=masked_loss())
+        products.clear()
+        with bf16.for_training(enabled):
+            built.train_on_batch((SOURCE, TARGET_IN), target_out)
+        assert bool(products) is enabled
