@@ -78,6 +78,8 @@ def test_translate_stream_gives_the_translations_and_says_which_inputs_were_cut(
     assert [r.translation for r in results] == translator.translate(lines)
     assert [r.truncated for r in results] == [False] * (len(lines) - 1) + [True]
     assert all(r.alignment is None for r in results)
+    with pytest.raises(ConfigError, match="chunk_size"):
+        next(translator.translate_stream(lines, chunk_size=0))
 
 
 def test_the_model_produces_words_from_its_vocabulary(translator) -> None:

@@ -184,6 +184,8 @@ class Translator:
         translations are those of :meth:`translate`. ``attention``: each result also carries its
         :class:`Alignment` (greedy search only, and a model with attention)."""
         decoding = decoding_config(decoding, **options)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ConfigError(f"chunk_size must be an integer >= 1; got {chunk_size!r}", field="chunk_size")
         if attention:
             self._check_attention(decoding)
         lines = iter(lines)
