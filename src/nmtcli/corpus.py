@@ -20,7 +20,6 @@ import itertools
 import os
 import shutil
 import tempfile
-import unicodedata
 from array import array
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -42,7 +41,8 @@ from .files import (
     replace_dir,
     sha256_file,
 )
-from .vectorizers import JOINER, UNK_ID, Vectorizer, Vocabulary, make_tokenizer
+from .text import normalize
+from .vectorizers import UNK_ID, Vectorizer, Vocabulary, make_tokenizer
 
 DATA_FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
@@ -274,18 +274,6 @@ def read_pairs(
 
 # --------------------------------------------------------------------------------------------------
 # Normalising and filtering
-
-
-def normalize(text: str, lowercase: bool = False) -> str:
-    """Control and format characters removed; every run of whitespace one space; then NFC."""
-    if any(unicodedata.category(c) in ("Cc", "Cf") or c == JOINER for c in text):
-        text = "".join(
-            " " if c.isspace() else c
-            for c in text
-            if c.isspace() or (unicodedata.category(c) not in ("Cc", "Cf") and c != JOINER)
-        )
-    text = unicodedata.normalize("NFC", " ".join(text.split()))
-    return unicodedata.normalize("NFC", text.lower()) if lowercase else text
 
 
 def _drop_reason(source: str, target: str, config: PrepareConfig, words: Any) -> str | None:

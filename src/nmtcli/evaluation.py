@@ -18,7 +18,7 @@ import sacrebleu
 import tensorflow as tf
 
 from . import __version__
-from .config import DEFAULT_LENGTH_PENALTY
+from .config import DecodingConfig, decoding_config
 from .corpus import reference_streams
 from .errors import DataError
 from .history import perplexity as perplexity_of
@@ -54,13 +54,8 @@ class EvaluationResult:
 
     def signature(self) -> str:
         """Our half of the reproducibility signature."""
-        d = self.decoding
-        beam = f"beam:{d['beam_size']}|lenpen:{d['length_penalty']}|" if d.get("method") == "beam" else ""
-        bf16 = "output:bf16|" if d.get("bf16_output") else ""
-        return (
-            f"nmtcli:{__version__}|model:{self.model}|decode:{d['method']}|{beam}{bf16}"
-            f"max_len:{d['max_length']}|nsents:{self.sentences}"
-        )
+        decoding = "|".join(DecodingConfig.from_dict(self.decoding).signature())
+        return f"nmtcli:{__version__}|model:{self.model}|{decoding}|nsents:{self.sentences}"
 
     def to_dict(self, with_hypotheses: bool = False) -> dict[str, Any]:
         data = asdict(self)
@@ -101,30 +96,23 @@ def evaluate(
     sources: Sequence[str],
     references: Sequence[Sequence[str]],
     metrics: Sequence[str] = DEFAULT_METRICS,
-    batch_size: int = 64,
-    max_length: int | None = None,
+    decoding: DecodingConfig | None = None,
     model_name: str = "",
-    beam_size: int = 1,
-    length_penalty: float = DEFAULT_LENGTH_PENALTY,
+    **options: Any,
 ) -> EvaluationResult:
     """Translate ``sources`` and score against ``references`` (one list of references per source).
 
-    Greedy search when ``beam_size`` is 1, else beam search. Perplexity is computed on every
-    (source, reference) pair.
+    ``decoding`` (or keyword ``options``, its field names such as ``beam_size=4``) as for
+    ``Translator.translate``. Perplexity is computed on every (source, reference) pair.
     """
+    decoding = translator.effective(decoding_config(decoding, **options))
     if not sources:
         raise DataError(
             "nothing to score: no source sentences (is the split empty? see --test-size, --source)"
         )
     if len(references) != len(sources):
         raise DataError(f"{len(sources)} source sentences but {len(references)} sets of references")
-    hypotheses = translator.translate(
-        sources,
-        batch_size=batch_size,
-        max_length=max_length,
-        beam_size=beam_size,
-        length_penalty=length_penalty,
-    )
+    hypotheses = translator.translate(sources, decoding)
     streams = reference_streams(references)
     scores, single, signatures = {}, {}, {}
     for name in metrics:
@@ -133,7 +121,7 @@ def evaluate(
         signatures[name] = str(metric.get_signature())
         single[name] = round(_metric(name).corpus_score(hypotheses, streams[:1]).score, 2)
     pairs = [(source, ref) for source, refs in zip(sources, references, strict=True) for ref in refs]
-    cross_entropy = token_cross_entropy(translator, pairs, batch_size)
+    cross_entropy = token_cross_entropy(translator, pairs, decoding.batch_size)
     return EvaluationResult(
         sentences=len(sources),
         references=len(pairs),
@@ -143,14 +131,7 @@ def evaluate(
         cross_entropy=round(cross_entropy, 4) if cross_entropy is not None else None,
         perplexity=round(perplexity_of(cross_entropy), 3) if cross_entropy is not None else None,
         model=model_name or (translator.run_dir.name if translator.run_dir else "model"),
-        decoding={
-            "method": "greedy" if beam_size == 1 else "beam",
-            "beam_size": beam_size,
-            "length_penalty": length_penalty if beam_size > 1 else None,
-            "max_length": max_length or "auto",
-            "batch_size": batch_size,
-            "bf16_output": translator.bf16_active,
-        },
+        decoding=decoding.to_dict(),
         hypotheses=hypotheses,
     )
 

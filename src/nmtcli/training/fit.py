@@ -23,7 +23,7 @@ from ..corpus import PreparedData
 from ..distribution import make_strategy, read_cluster
 from ..errors import ConfigError
 from ..files import read_json
-from ..models import build_model
+from ..models import bf16, build_model
 from ..pipeline import EncodedPairs, bucket_boundaries, count_batches, make_dataset
 from ..run_folder import RunFolder
 from ..vectorizers import Vectorizer
@@ -218,7 +218,6 @@ class _Fit:
         with _scope(self.strategy), dtype_policy("mixed_float16" if config.mixed_precision else "float32"):
             model = build_model(self.model_config)
             model.build()
-            model.bf16_output = config.bf16_output
             model.compile(
                 optimizer=make_optimizer(config),
                 loss=masked_loss(config.label_smoothing, weighted=self.replicas is not None),
@@ -282,7 +281,11 @@ class _Fit:
             + (f", from epoch {started + 1}" if resuming else "")
             + f" -> {self.run_folder.path}"
         )
-        with _scope(self.strategy), peer_failures(self.config.distribute):
+        with (
+            _scope(self.strategy),
+            peer_failures(self.config.distribute),
+            bf16.for_training(self.config.bf16_output),
+        ):
             model.fit(
                 train_set,
                 validation_data=valid_set,
