@@ -24,7 +24,7 @@ PACKAGE = Path(nmtcli.__file__).parent
 
 # Lowest first. A package (models, training) is one entry for all of its modules.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("foundation", {"errors", "files", "config", "runtime", "presets", "history"}),
+    ("foundation", {"errors", "files", "config", "runtime", "presets", "history", "text", "alignment"}),
     ("corpus", {"corpus"}),
     ("vectorizers", {"vectorizers", "pipeline"}),
     ("models", {"models"}),
@@ -39,8 +39,6 @@ LAYERS: list[tuple[str, set[str]]] = [
 # (importer, imported): why it is there, and whose it is to remove.
 KNOWN = {
     ("corpus", "vectorizers"): "corpus.prepare builds the vocabularies (reliability: corpus.py)",
-    ("models", "decoding"): "models/base.py's greedy loop (decoding: the step adapter replaces it)",
-    ("translator", "attention"): "the Alignment type lives in the drawing module (decoding: translator.py)",
 }
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .vectorizers import JOINER
+from .text import JOINER
 
 # Characters that would be invisible or break a label, shown as a visible stand-in.
 _VISIBLE = {" ": "\u2423", "\t": "\u21e5"}

@@ -1,10 +1,13 @@
-"""Text normalisation, the same for training data and for the sentences a model translates."""
+"""Text conventions shared by every stage: normalisation, the same for training data and for the
+sentences a model translates, and the joiner mark of word tokens."""
 
 from __future__ import annotations
 
 import unicodedata
 
-from .vectorizers import JOINER
+# Marks the side of a punctuation token that was written against its neighbour (see vectorizers);
+# normalisation removes it from input text, so a token never carries one by accident.
+JOINER = "\uffed"
 
 
 def normalize(text: str, lowercase: bool = False) -> str:
