@@ -106,8 +106,13 @@ VERBS = [
     Verb("watch", "watches", "watched", "mirar", ALL_OBJECTS),
     Verb("find", "finds", "found", "encontrar", ALL_OBJECTS),
     Verb("need", "needs", "needed", "necesitar", ALL_OBJECTS),
-    Verb("wash", "washes", "washed", "lavar", ("car", "table", "window", "shirt", "hat", "chair", "bottle",
-                                               "door", "box", "apple")),  # fmt: skip
+    Verb(
+        "wash",
+        "washes",
+        "washed",
+        "lavar",
+        ("car", "table", "window", "shirt", "hat", "chair", "bottle", "door", "box", "apple"),
+    ),
     Verb("paint", "paints", "painted", "pintar", ("house", "table", "door", "window", "box", "chair", "car")),
     Verb("open", "opens", "opened", "abrir", ("book", "door", "window", "box", "letter", "bottle")),
     Verb("write", "writes", "wrote", "escribir", ("book", "letter")),

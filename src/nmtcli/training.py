@@ -29,6 +29,8 @@ from .corpus import PreparedData
 from .distribution import ClusterTask, make_strategy, read_cluster
 from .errors import ConfigError, ModelError
 from .files import atomic_write_json, atomic_write_text, read_json
+from .interrupts import watch
+from .logs import epoch_logger, logger, shows_epochs
 from .model_folder import copy_data_files, load_vectorizers, read_config, save_model, write_config
 from .models import build_model
 from .pipeline import EncodedPairs, bucket_boundaries, count_batches, make_dataset
@@ -368,7 +370,7 @@ def train(
     run_dir: str | os.PathLike | None = None,
     resume: bool | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
-    log: Callable[[str], None] = lambda message: None,
+    log: Callable[[str], None] | None = None,
     run_callbacks: Callable[[Path], list[keras.callbacks.Callback]] | None = None,
 ) -> TrainResult:
     """Train a model on a prepared data folder and write a run folder.
@@ -377,9 +379,13 @@ def train(
     new run; True resumes the newest interrupted run (its own settings win; an error if there is
     none); False always starts a new run. A run being trained is locked, so concurrent commands in
     one workspace never share a folder. ``callbacks`` are extra Keras callbacks (progress display);
-    ``log`` receives one-line notices (which run folder, resumed or not). ``run_callbacks(run_dir)``
-    makes more callbacks once the run folder is chosen (TensorBoard logs, experiment tracking).
+    ``log`` receives one-line notices (which run folder, resumed or not) [default: INFO records on
+    the ``nmtcli`` logger, and one per epoch unless a callback shows epochs: see ``nmtcli.logs``].
+    ``run_callbacks(run_dir)`` makes more callbacks once the run folder is chosen (TensorBoard logs,
+    experiment tracking).
     """
+    log = log or logger.info
+    callbacks = [*(callbacks or []), *([] if shows_epochs(callbacks or []) else [epoch_logger()])]
     workspace = workspace or Workspace()
     data_dir = Path(data_dir) if data_dir else workspace.data_dir
     data = PreparedData.load(data_dir)
@@ -425,6 +431,7 @@ def train(
             write_config(run_dir, model_config, train_config, data_dir)
             copy_data_files(run_dir, data_dir, level)
         atomic_write_json(run_dir / "state.json", {"status": "running"})
+        watch(run_dir)  # temporaries removed if a signal ends the process mid-save
         extra = [*(callbacks or []), *(run_callbacks(run_dir) if run_callbacks else [])]
         result = _fit(run_dir, data, model_config, train_config, resuming, strategy, extra, log)
         atomic_write_json(run_dir / "state.json", {"status": "complete"})

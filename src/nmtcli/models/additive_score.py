@@ -44,24 +44,29 @@ def additive_score(query, key, scale):
             upstream = tf.pad(upstream, [[0, 0], [0, chunks * chunk - target], [0, 0]])
             upstream = tf.transpose(tf.reshape(upstream, [batch, chunks, chunk, source]), [1, 0, 2, 3])
 
-            def backward(args):
-                piece, grad = args  # [B, chunk, U], [B, chunk, S]
+            def backward(i, d_queries, d_key, d_scale):
+                piece, grad = pieces[i], upstream[i]  # [B, chunk, U], [B, chunk, S]
                 tanh = tf.tanh(piece[:, :, None, :] + key[:, None, :, :])
-                d_scale = tf.einsum("bts,btsu->u", grad, tanh)
+                d_scale += tf.einsum("bts,btsu->u", grad, tanh)
                 d_sum = grad[..., None] * scale_ * (1 - tanh * tanh)  # d score / d (q + k)
-                return tf.reduce_sum(d_sum, axis=2), tf.reduce_sum(d_sum, axis=1), d_scale
+                # Summed as it goes: a stack of per-chunk key gradients would be [T, B, S, U] again.
+                d_key += tf.reduce_sum(d_sum, axis=1)
+                return i + 1, d_queries.write(i, tf.reduce_sum(d_sum, axis=2)), d_key, d_scale
 
-            d_query, d_key, d_scale = tf.map_fn(
+            _, d_queries, d_key, d_scale = tf.while_loop(
+                lambda i, *_: i < chunks,
                 backward,
-                (pieces, upstream),
-                fn_output_signature=(query.dtype, query.dtype, query.dtype),
+                (
+                    tf.constant(0),
+                    tf.TensorArray(query.dtype, size=chunks),
+                    tf.zeros_like(key),
+                    tf.zeros_like(scale_),
+                ),
             )
-            d_query = tf.reshape(tf.transpose(d_query, [1, 0, 2, 3]), [batch, chunks * chunk, units])
-            return (
-                d_query[:, :target],
-                tf.reduce_sum(d_key, axis=0),
-                tf.cast(tf.reduce_sum(d_scale, axis=0), scale.dtype),
+            d_query = tf.reshape(
+                tf.transpose(d_queries.stack(), [1, 0, 2, 3]), [batch, chunks * chunk, units]
             )
+            return d_query[:, :target], d_key, tf.cast(d_scale, scale.dtype)
 
         return scores, gradient
 
