@@ -73,23 +73,35 @@ class RunEstimate:
         settled = self.epoch_seconds[1:] or self.epoch_seconds
         return sum(settled) / len(settled)
 
-    def seconds_left(self, epoch: int, batches_done: int, epoch_elapsed: float) -> float | None:
-        """Seconds to the end of the run, in epoch ``epoch`` (0-based) with ``batches_done`` of it done
-        in ``epoch_elapsed`` seconds; None while there is nothing to go on."""
+    def seconds_left(
+        self,
+        epoch: int,
+        batches_done: int,
+        epoch_elapsed: float,
+        settled: tuple[int, float] | None = None,
+    ) -> tuple[float | None, float | None]:
+        """``(epoch left, run left)`` in seconds, in epoch ``epoch`` (0-based) with ``batches_done`` of
+        its batches done in ``epoch_elapsed`` seconds; None where there is nothing to go on yet.
+
+        ``settled`` is ``(batches, seconds)`` into the epoch when its pace settled (past compilation).
+        Once an epoch has finished, its time (validation included) sets the pace; before, the batches
+        since ``settled`` do.
+        """
         pace = self.epoch_pace()
         steps = self.steps or 0
-        if steps and batches_done > SETTLE_BATCHES and batches_done < steps:
-            per_batch = epoch_elapsed / batches_done
+        fraction_left = (steps - min(batches_done, steps)) / steps if steps else 1.0
+        if pace is not None:
+            in_epoch = max(pace * fraction_left, 0.0)
+        elif steps and settled is not None and batches_done > settled[0]:
+            per_batch = (epoch_elapsed - settled[1]) / (batches_done - settled[0])
             in_epoch = per_batch * (steps - batches_done)
-            pace = pace if pace is not None else per_batch * steps
-        elif pace is not None:
-            in_epoch = max(0.0, pace - epoch_elapsed)
+            pace = per_batch * steps
         else:
-            return None
+            return None, None
         left = in_epoch + pace * max(0, self.epochs - epoch - 1)
         if self.max_seconds is not None:
             left = min(left, max(0.0, self.max_seconds - (time.perf_counter() - self.run_started)))
-        return left
+        return in_epoch, left
 
     def describe(self, seconds_left: float | None) -> str:
         """``run left ~3h12m (ends 17:42)``, or ``run left ?``."""
@@ -125,6 +137,7 @@ class RichProgress(keras.callbacks.Callback):
         self._estimate: RunEstimate | None = None
         self._warned = False
         self._remove_hook = None
+        self._settled: tuple[int, float] | None = None
 
     def on_train_begin(self, logs=None):
         self._estimate = RunEstimate(
@@ -136,6 +149,7 @@ class RichProgress(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
+        self._settled = None
         if self._estimate is None:  # used without on_train_begin (a test driving it by hand)
             self.on_train_begin()
         if self._estimate.first_epoch is None:
@@ -164,7 +178,7 @@ class RichProgress(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         shown = f"{float(loss):.4f}" if loss is not None else "-"
         epoch = self._current_epoch()
-        run = self._describe(epoch, batch + 1)
+        epoch_left, run = self._estimates(epoch, batch + 1)
         if self._progress is not None:
             self._progress.update(self._task, completed=batch + 1, loss=shown, run=run)
             return
@@ -172,11 +186,11 @@ class RichProgress(keras.callbacks.Callback):
         tenth = max(1, steps // 10)
         if steps >= 200 and (batch + 1) % tenth == 0 and batch + 1 < steps:
             elapsed = time.perf_counter() - self._started
-            epoch_left = elapsed / (batch + 1) * (steps - batch - 1)
+            epoch_left = "?" if epoch_left is None else f"~{format_duration(epoch_left)}"
             self.console.print(
                 f"  {100 * (batch + 1) // steps:3d}% of epoch {epoch + 1}/{self.params.get('epochs')} "
                 f"({batch + 1}/{steps} batches)  loss {shown}  elapsed {format_duration(elapsed)}  "
-                f"epoch left ~{format_duration(epoch_left)}  {run}",
+                f"epoch left {epoch_left}  {run}",
                 highlight=False,
             )
 
@@ -203,16 +217,23 @@ class RichProgress(keras.callbacks.Callback):
         return estimate.first_epoch + len(estimate.epoch_seconds)
 
     def _describe(self, epoch: int, batches_done: int) -> str:
+        return self._estimates(epoch, batches_done)[1]
+
+    def _estimates(self, epoch: int, batches_done: int) -> tuple[float | None, str]:
         """The run's estimate for the bar and lines; warns the first time it passes ``WARN_HOURS``."""
         if self._estimate is None:
-            return ""
-        left = self._estimate.seconds_left(epoch, batches_done, time.perf_counter() - self._started)
+            return None, ""
+        elapsed = time.perf_counter() - self._started
+        # Later epochs run compiled code from their first batch; the first one compiles for a while.
+        if self._settled is None and batches_done >= (1 if self._estimate.epoch_seconds else SETTLE_BATCHES):
+            self._settled = (batches_done, elapsed)
+        epoch_left, left = self._estimate.seconds_left(epoch, batches_done, elapsed, self._settled)
         if left is not None and left > WARN_HOURS * 3600 and not self._warned:
             self._warned = True
             pace = self._estimate.epoch_pace() or left / max(1, self._estimate.epochs - epoch)
             warning = long_run_warning(left, self._estimate.epochs - epoch, pace)
             self.console.print(warning, highlight=False, soft_wrap=True, style="yellow")
-        return self._estimate.describe(left)
+        return epoch_left, self._estimate.describe(left)
 
     def _stop_bar(self) -> None:
         progress, self._progress = self._progress, None

@@ -39,6 +39,7 @@ def additive_score(query, key, scale):
         scores = tf.map_fn(forward, pieces, fn_output_signature=query.dtype)  # [chunks, B, chunk, S]
         scores = tf.reshape(tf.transpose(scores, [1, 0, 2, 3]), [batch, chunks * chunk, source])
         scores = scores[:, :target]
+        scores.set_shape([query.shape[0], query.shape[1], key.shape[1]])  # what shapes are known statically
 
         def gradient(upstream):
             upstream = tf.pad(upstream, [[0, 0], [0, chunks * chunk - target], [0, 0]])
@@ -66,10 +67,14 @@ def additive_score(query, key, scale):
             d_query = tf.reshape(
                 tf.transpose(d_queries.stack(), [1, 0, 2, 3]), [batch, chunks * chunk, units]
             )
-            return d_query[:, :target], d_key, tf.cast(d_scale, scale.dtype)
+            d_query = d_query[:, :target]
+            d_query.set_shape(query.shape)
+            return d_query, d_key, tf.cast(d_scale, scale.dtype)
 
         return scores, gradient
 
+    if query.shape[1] == 1:  # one decoding step: [B, 1, S, units] is small, and a loop costs time
+        return keras.ops.sum(scale * keras.ops.tanh(query[:, :, None, :] + key[:, None, :, :]), axis=-1)
     # A tensor, not the variable: the gradient reaches the variable through this read.
     return score(query, key, tf.identity(scale))
 
