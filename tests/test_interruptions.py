@@ -223,7 +223,10 @@ def test_a_signal_stops_training_at_once_cleanly_and_the_same_command_resumes(
 
 
 def test_sigterm_during_prepare_leaves_no_temporary_folder(tmp_path: Path) -> None:
-    corpus = write_tsv(tmp_path / "corpus.tsv", make_tiny_pairs(sources=30000, seed=4))
+    # Big enough that preparing it takes a few seconds.
+    corpus = write_tsv(
+        tmp_path / "corpus.tsv", [(f"red cat {i}.", f"gato rojo {i}.") for i in range(300_000)]
+    )
     process = subprocess.Popen(
         [NMT, "prepare", str(corpus)], cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=CHILD_ENV
     )
