@@ -77,7 +77,10 @@ class NmtGroup(TyperGroup):
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(f"{where}{exc.strerror or exc}")
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            from .interrupts import exit_now
+
+            exit_now(exc)  # ends the process when main() installed the signal handlers
             typer.echo("nmt: interrupted", err=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
@@ -535,24 +538,26 @@ def train(
     _load_tensorflow()
     from rich.console import Console
 
+    from .logs import to_console
     from .progress import RichProgress
     from .training import train as train_model
     from .translator import Translator
 
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     tracking = _tracking_callbacks(mlflow, mlflow_uri, experiment, tensorboard, workspace)
-    result = train_model(
-        model_config,
-        train_config,
-        data_dir=data,
-        workspace=_workspace(workspace),
-        run_dir=output,
-        resume=resume,
-        callbacks=[] if quiet else [RichProgress(stderr)],
-        log=_ignore if quiet else stderr.print,
-        run_callbacks=tracking,
-        translator_factory=Translator,
-    )
+    with to_console(stderr, enabled=not quiet):  # the library's log records, rendered by rich
+        result = train_model(
+            model_config,
+            train_config,
+            data_dir=data,
+            workspace=_workspace(workspace),
+            run_dir=output,
+            resume=resume,
+            callbacks=[] if quiet else [RichProgress(stderr, max_minutes=train_config.max_minutes)],
+            log=_ignore if quiet else None,
+            run_callbacks=tracking,
+            translator_factory=Translator,
+        )
     summary = {
         "run": str(result.run_dir),
         "parameters": result.parameters,
@@ -1090,6 +1095,9 @@ def info(
 
 
 def main() -> None:
+    from .interrupts import install
+
+    install()
     app()
 
 
