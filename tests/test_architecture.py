@@ -24,7 +24,21 @@ PACKAGE = Path(nmtcli.__file__).parent
 
 # Lowest first. A package (models, training) is one entry for all of its modules.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("foundation", {"errors", "files", "config", "runtime", "presets", "history", "text", "alignment"}),
+    (
+        "foundation",
+        {
+            "errors",
+            "files",
+            "config",
+            "runtime",
+            "presets",
+            "history",
+            "text",
+            "alignment",
+            "logs",
+            "interrupts",
+        },
+    ),
     ("corpus", {"corpus"}),
     ("vectorizers", {"vectorizers", "pipeline"}),
     ("models", {"models"}),

@@ -27,7 +27,7 @@ def test_a_python_user_sees_the_run_and_every_epoch_through_logging(tiny_data, t
     assert any(str(result.run_dir) in record.getMessage() for record in records), "which run folder"
     epochs = [record for record in records if hasattr(record, "epoch")]
     assert [record.epoch for record in epochs] == [1, 2]
-    assert epochs[0].getMessage().startswith("epoch 1/2  loss ")
+    assert epochs[0].getMessage().startswith("epoch 1/2  cross_entropy ")
     assert epochs[1].metrics["loss"] > 0 and epochs[1].seconds > 0
 
 
