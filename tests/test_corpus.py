@@ -444,6 +444,7 @@ def test_prepare_writes_the_data_folder(corpus: Path, tmp_path: Path) -> None:
     manifest = prepare(corpus, out, small_split())
     assert sorted(snapshot(out)) == sorted(
         [
+            ".nmt-written.json",
             "train.tsv",
             "valid.tsv",
             "test.tsv",
@@ -602,7 +603,10 @@ def test_prepare_output_folder_has_normal_permissions(corpus: Path, tmp_path: Pa
 def test_prepare_replaces_an_existing_output(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "data"
     prepare(corpus, out, small_split(seed=1))
+    # A file an earlier preparation wrote (so listed in the folder's list) but this one does not.
     (out / "stale.txt").write_text("from an older run", encoding="utf-8")
+    listed = json.loads((out / ".nmt-written.json").read_text(encoding="utf-8"))
+    (out / ".nmt-written.json").write_text(json.dumps([*listed, "stale.txt"]), encoding="utf-8")
     prepare(corpus, out, small_split(seed=2))
     assert not (out / "stale.txt").exists()
     assert json.loads((out / "manifest.json").read_text(encoding="utf-8"))["settings"]["seed"] == 2
