@@ -468,15 +468,23 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
+def resolve_path(path: str | os.PathLike, error: type[NmtError] = UnsafeFileError) -> Path:
+    """``path`` with every symlink followed (``Path.resolve``), a symlink loop being ``error`` naming
+    it instead of RuntimeError (Python < 3.13) or OSError."""
+    try:
+        return Path(path).resolve()
+    except RuntimeError:
+        raise error(f"{path}: symlink loop") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise error(f"{path}: symlink loop") from None
+        raise
+
+
 def _open_regular(path: Path, inside: Path | None, error: type[NmtError]) -> int:
     """A read-only descriptor of ``path``, which must be a regular file (and lie inside ``inside``)."""
-    if inside is not None:
-        try:
-            resolved = path.resolve(strict=False)
-        except RuntimeError:  # Python < 3.13 says a loop this way
-            raise error(f"{path}: symlink loop") from None
-        if not _inside(resolved, inside.resolve()):
-            raise error(f"{path}: points outside {inside}; refusing to read it")
+    if inside is not None and not _inside(resolve_path(path, error), inside.resolve()):
+        raise error(f"{path}: points outside {inside}; refusing to read it")
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below anyway.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -504,6 +512,38 @@ def open_regular_file(
     FIFO is never waited on), a symlink loop named as such, confined to ``inside`` when given."""
     path = Path(path)
     return os.fdopen(_open_regular(path, Path(inside) if inside is not None else None, error), "rb")
+
+
+def open_lock_file(path: str | os.PathLike, error: type[NmtError] = NmtError) -> IO[str]:
+    """A lock file opened for appending (created if missing) without following a symlink
+    (``O_NOFOLLOW``) or waiting on a FIFO (``O_NONBLOCK``); anything but a regular file is ``error``."""
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EMLINK):
+            raise error(f"{path}: is a symlink; a lock file must be a plain file (remove the link)") from None
+        if exc.errno == errno.ENXIO:  # a FIFO without a reader
+            raise error(f"{path}: not a regular file; remove it") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise error(f"{path}: not a regular file; remove it")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "a")
+
+
+def read_latest(pointer: str | os.PathLike) -> str | None:
+    """The run name in ``runs/LATEST``: a plain folder name (no ``/``, not ``.`` or ``..``), read
+    from a regular file of at most 4 KiB; None when missing or anything else (it is only a hint)."""
+    try:
+        name = read_file_bytes(pointer, 4096).decode("utf-8").strip()
+    except (OSError, NmtError, UnicodeDecodeError):
+        return None
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        return None
+    return name
 
 
 def read_file_bytes(
@@ -539,14 +579,14 @@ def read_json_file(
 ) -> Any:
     """A JSON file we wrote and someone may have edited: read with :func:`read_file_bytes`, parsed,
     nested at most ``max_depth`` deep, and matching ``schema``. Every problem is ``error`` naming the
-    file; a missing file returns ``default`` when given, else is ``error`` too."""
+    file; a missing file returns ``default`` when given, else raises FileNotFoundError."""
     path = Path(path)
     try:
         raw = read_file_bytes(path, max_bytes, inside, error)
     except FileNotFoundError:
         if default is not _MISSING:
             return default
-        raise error(f"{path}: not found") from None
+        raise
     except OSError as exc:
         raise error(f"{path}: cannot read it ({exc.strerror or exc})") from None
     try:
@@ -569,9 +609,6 @@ def read_json(path: str | os.PathLike) -> Any:
     """:func:`read_json_file` without a schema: a regular file of at most :data:`MAX_JSON_BYTES`,
     nested at most :data:`MAX_JSON_DEPTH` deep, else UnsafeFileError (a ValueError) naming it. A
     missing file raises FileNotFoundError, as ``open`` would."""
-    path = Path(path)
-    if not os.path.lexists(path):
-        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(path))
     return read_json_file(path)
 
 

@@ -22,6 +22,7 @@ from .config import ModelConfig, TrainConfig
 from .curves import read_history
 from .errors import ConfigError, ModelError, NmtError
 from .files import atomic_path, read_json
+from .model_files import read_weights, weights_budget
 from .workspace import RunLock, run_status
 
 EVALUATION_FILE = "evaluation.json"  # written by evaluation.record_evaluation; TensorFlow-free here
@@ -55,8 +56,7 @@ def count_parameters(model_path: Path) -> int | None:
     import h5py  # a Keras dependency; reads the weights file's table of contents
 
     try:
-        with zipfile.ZipFile(model_path) as archive:
-            weights = archive.read("model.weights.h5")
+        weights = read_weights(model_path, weights_budget(model_path.parent))  # bounded inflation
         total = 0
         with h5py.File(io.BytesIO(weights), "r") as h5:
 

@@ -32,10 +32,12 @@ import keras
 from . import __version__
 from .config import ModelConfig, TrainConfig
 from .errors import ConfigError, ModelError
-from .files import atomic_path, atomic_write_json, read_json, sha256_file
+from .files import atomic_path, atomic_write_json, read_json_file, resolve_path, sha256_file
+from .model_files import CHECKSUMS_SCHEMA, RUN_CONFIG_SCHEMA, check_keras_archive, run_model_settings
 from .vectorizers import Vectorizer
 
 MODEL_FORMAT_VERSION = 1
+SCHEMAS = {"config.json": RUN_CONFIG_SCHEMA, "checksums.json": CHECKSUMS_SCHEMA}
 CHECKSUMS = "checksums.json"
 # What a translator reads; all but the model are written once, before training starts.
 CHECKED_FILES = ("config.json", "vocab/source.txt", "vocab/target.txt", "data-manifest.json", "model.keras")
@@ -65,11 +67,9 @@ def copy_data_files(run_dir: Path, data_dir: Path, level: str) -> None:
 def _read_small_json(run_dir: Path, name: str) -> Any:
     """A JSON file of the folder, refused if it lies outside it, is not a regular file or is huge."""
     path = run_dir / name
-    if not path.resolve().is_relative_to(run_dir.resolve()):
+    if not resolve_path(path, ModelError).is_relative_to(run_dir.resolve()):
         raise ModelError(f"{path}: points outside the model folder; refusing to read it")
-    if path.stat().st_size > 16 * 2**20:
-        raise ModelError(f"{path}: too large for a {name}")
-    return read_json(path)
+    return read_json_file(path, SCHEMAS[name], error=ModelError)  # bounded size, depth and shape
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
@@ -145,7 +145,7 @@ def verify_folder(run_dir: Path) -> None:
         raise ModelError(f"{run_dir / CHECKSUMS}: unreadable ({exc})") from None
     for name in CHECKED_FILES:
         path = run_dir / name
-        if not path.resolve().is_relative_to(root):
+        if not resolve_path(path, ModelError).is_relative_to(root):
             raise ModelError(f"{path}: points outside the model folder; refusing to read it")
         if not path.is_file():
             raise ModelError(f"{path}: missing from the model folder")
@@ -162,6 +162,7 @@ def load_model(run_dir: Path) -> keras.Model:
     path = run_dir / "model.keras"
     if not path.is_file():
         raise ModelError(f"{run_dir}: no model.keras; training may not have finished an epoch yet")
+    check_keras_archive(path, run_model_settings(run_dir))  # before Keras extracts or builds anything
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for damaged or foreign files

@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks, runs are n
     fcntl = None  # type: ignore[assignment]
 
 from .errors import ModelError
-from .files import atomic_write_text, read_json
+from .files import atomic_write_text, open_lock_file, read_json, read_latest
 
 DEFAULT_WORKSPACE = "nmt-workspace"
 
@@ -63,11 +63,9 @@ class Workspace:
 
     def latest_run(self) -> Path:
         """The run named in ``runs/LATEST``, else the newest completed run."""
-        pointer = self.runs_dir / "LATEST"
-        if pointer.is_file():
-            candidate = self.runs_dir / pointer.read_text(encoding="utf-8").strip()
-            if candidate.name and (candidate / "model.keras").is_file():
-                return candidate
+        name = read_latest(self.runs_dir / "LATEST")  # a plain name inside runs/, or None
+        if name is not None and (self.runs_dir / name / "model.keras").is_file():
+            return self.runs_dir / name
         completed = [run for run in self.runs() if run_status(run) == "complete"]
         if not completed:
             raise ModelError(f"no trained model in {self.runs_dir}; run `nmt train` first (or pass --model)")
@@ -87,7 +85,7 @@ class RunLock:
 
     def acquire(self) -> bool:
         """Take the lock if it is free; False if another process holds it."""
-        handle = open(self.path, "a")  # noqa: SIM115 - kept open while the lock is held
+        handle = open_lock_file(self.path)  # never follows a link, never waits on a FIFO
         if fcntl is not None:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
