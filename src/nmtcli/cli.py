@@ -578,9 +578,9 @@ def train(
 def _warn_ignored_on_resume(ctx: typer.Context, settings: list[str]) -> None:
     """``--resume`` continues a run with the settings it was started with: say which options given
     on this command line are therefore ignored."""
-    from click.core import ParameterSource
-
-    given = [name for name in settings if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+    given = [
+        name for name in settings if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+    ]
     if given:
         options = ", ".join("--" + name.replace("_", "-") for name in given)
         typer.echo(

@@ -140,7 +140,7 @@ def _relative_files(folder: Path) -> set[str]:
 def _written_list(folder: Path) -> set[str] | None:
     try:
         listed = read_json_file(folder / WRITTEN_LIST, [str], max_bytes=MAX_JSON_BYTES)
-    except NmtError:
+    except (NmtError, OSError):
         return None
     return set(listed)
 
