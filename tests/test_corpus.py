@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -704,3 +705,21 @@ def test_prepared_data_malformed_split_file(prepared: Path) -> None:
     data = PreparedData.load(prepared)
     with pytest.raises(DataError, match=r"valid\.tsv:2"):
         data.pairs("valid")
+
+
+def test_an_emptied_or_hand_edited_split_is_one_clear_error(tmp_path: Path, tiny_data: Path) -> None:
+    data = Path(shutil.copytree(tiny_data, tmp_path / "data"))
+    (data / "train.tsv").write_bytes(b"")
+    with pytest.raises(DataError, match=r"train\.tsv: empty, but the manifest counts \d+ training pairs"):
+        PreparedData.load(data)
+    (data / "train.tsv").write_bytes(b"red cat.\tgato rojo.\ncaf\xe9.\tcaf\xe9.\n")
+    with pytest.raises(DataError, match=r"train\.tsv:2: not valid UTF-8; run `nmt prepare` again"):
+        list(PreparedData.load(data).iter_pairs("train"))
+
+
+def test_a_split_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path, tiny_data: Path) -> None:
+    data = Path(shutil.copytree(tiny_data, tmp_path / "data"))
+    (data / "valid.tsv").unlink()
+    os.mkfifo(data / "valid.tsv")
+    with pytest.raises(DataError, match=r"valid\.tsv: not a regular file"):
+        list(PreparedData(data, {}).iter_pairs("valid"))
