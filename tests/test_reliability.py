@@ -833,6 +833,20 @@ def test_prepare_over_a_data_folder_with_a_users_file_keeps_it(workspace, tiny_c
     assert (workspace / "data" / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
+def test_re_export_over_a_folder_with_a_users_file_keeps_it(tmp_path, tiny_run) -> None:
+    earlier = tmp_path / "export"
+    (earlier / "variables").mkdir(parents=True)
+    for name in ("saved_model.pb", "nmt-export.json", "variables/variables.index", "notes.txt"):
+        write(earlier / name, "x")
+    before = snapshot(earlier)
+    line = assert_error(nmt("export", "-m", tiny_run, "-o", earlier))
+    assert line == (
+        f"nmt: error: {earlier}: holds notes.txt, which nmt did not write and would delete; "
+        "move it out of the folder or choose another --output"
+    )
+    assert snapshot(earlier) == before
+
+
 # 51: a corpus that can be read only once (stdin, a pipe, a FIFO)
 
 

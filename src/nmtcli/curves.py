@@ -9,7 +9,6 @@ solid and validation dashed.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, ModelError
-from .files import atomic_path
+from .files import atomic_path, read_json
 
 HISTORY_FILE = "history.csv"
 # Columns `nmt train` writes; a value in them that is not a number means the file is damaged. Other
@@ -152,7 +151,7 @@ def read_history(run_dir: str | os.PathLike, name: str | None = None) -> RunHist
 def _early_stopping_metric(run_dir: Path) -> str:
     """What the run's training picked its best epoch by; "loss" if its config does not say."""
     try:
-        training = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("training", {})
+        training = read_json(run_dir / "config.json").get("training", {})  # bounded, regular file only
         return (
             "bleu"
             if training.get("early_stopping_metric") == "bleu" and training.get("bleu_sample")

@@ -23,7 +23,8 @@ from .config import DEFAULT_LENGTH_PENALTY, ModelConfig, check_decoding
 from .corpus import normalize
 from .decoding import beam_search, repeat_beams
 from .errors import ModelError
-from .files import read_json
+from .files import read_json_file
+from .model_files import DATA_MANIFEST_SCHEMA
 from .model_folder import load_model, load_vectorizers, read_config, verify_folder
 from .vectorizers import END, END_ID, Vectorizer
 
@@ -94,7 +95,8 @@ class Translator:
         lowercase = False
         manifest = run_dir / "data-manifest.json"
         if manifest.is_file():
-            lowercase = bool(read_json(manifest).get("settings", {}).get("lowercase", False))
+            settings = read_json_file(manifest, DATA_MANIFEST_SCHEMA, error=ModelError).get("settings", {})
+            lowercase = bool(settings.get("lowercase", False))
         return cls(
             model, source, target, model_config, lowercase=lowercase, run_dir=run_dir, bf16_output=bf16_output
         )
