@@ -862,13 +862,21 @@ def test_prepare_reads_stdin_given_as_dash(tmp_path, tiny_corpus) -> None:
     assert manifest["corpus"]["path"] == "<stdin>"
 
 
-def run_nmt_process(*args: str, stdin=None, timeout: float = 120):
-    """``nmt ARGS`` as a real process (real file descriptors, real pipes)."""
+def run_nmt_process(*args: str, stdin=None, timeout: float = 120, memory_limit: int | None = None):
+    """``nmt ARGS`` as a real process (real file descriptors, real pipes), its address space limited
+    to ``memory_limit`` bytes when given."""
+    import resource
     import subprocess
     import sys
 
+    def limit() -> None:
+        if memory_limit is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
     command = [sys.executable, "-c", "from nmtcli.cli import main; main()", *map(str, args)]
-    return subprocess.run(command, stdin=stdin, capture_output=True, timeout=timeout, check=False)
+    return subprocess.run(
+        command, stdin=stdin, capture_output=True, timeout=timeout, check=False, preexec_fn=limit
+    )
 
 
 def test_prepare_reads_a_pipe_given_as_dev_stdin_whole(tmp_path, tiny_corpus) -> None:
@@ -1020,20 +1028,29 @@ def test_a_deep_or_misshapen_data_manifest_is_one_line(tmp_path, tiny_data) -> N
         PreparedData.load(data)
 
 
-def test_run_files_that_are_fifos_or_devices_never_block(model_copy) -> None:
-    from nmtcli.errors import NmtError
+def test_run_files_that_are_fifos_never_block(model_copy) -> None:
     from nmtcli.workspace import run_status
 
     (model_copy / "state.json").unlink()
     os.mkfifo(model_copy / "state.json")
+    assert finishes(lambda: run_status(model_copy), 30, unblock=model_copy / "state.json") == "unknown"
     result = finishes(lambda: nmt("info", model_copy, "--json"), 60, unblock=model_copy / "state.json")
     assert_ok(result)
     assert json.loads(result.stdout)["status"] == "unknown"
+
+
+def test_a_run_file_linked_to_dev_zero_is_read_in_bounded_memory(model_copy) -> None:
+    from nmtcli.errors import NmtError
+
     (model_copy / "state.json").unlink()
     (model_copy / "state.json").symlink_to("/dev/zero")
-    assert finishes(lambda: run_status(model_copy), 30) == "unknown"
     with pytest.raises(NmtError, match="not a regular file"):
         nmtcli.files.read_json(model_copy / "state.json")
+    # A real process under a 2 GB address-space limit, so that a reader without bounds fails
+    # instead of taking the machine's memory.
+    done = run_nmt_process("info", model_copy, "--json", memory_limit=2 * 10**9)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["status"] == "unknown"
 
 
 def test_a_symlink_loop_in_a_run_folder_is_named(model_copy, output) -> None:
@@ -1134,16 +1151,23 @@ def test_evaluate_with_a_batch_of_blank_source_lines(tmp_path, tiny_run, blank, 
 # 59: an endless line
 
 
-def test_translate_from_dev_zero_ends_in_one_line(tiny_run) -> None:
-    line = assert_error(nmt("translate", "--model", tiny_run, "-i", "/dev/zero"))
+def test_translate_an_endless_line_ends_in_one_line(tmp_path, tiny_run) -> None:
+    # 9 MiB without a line end stands in for /dev/zero, which older code read until memory ran out.
+    endless = write(tmp_path / "endless.txt", b"red " * (9 * 2**18))
+    line = assert_error(nmt("translate", "--model", tiny_run, "-i", endless))
     assert line == (
-        "nmt: error: /dev/zero:1: a line longer than 8 MiB; is this a text file with one sentence per line?"
+        f"nmt: error: {endless}:1: a line longer than 8 MiB; is this a text file with one sentence per line?"
     )
 
 
-def test_prepare_from_dev_zero_ends_in_one_line(workspace) -> None:
-    line = failed_prepare(workspace, "/dev/zero", "--format", "tsv")
-    assert line == "nmt: error: /dev/zero: binary data (mostly NUL bytes), not a text corpus"
+def test_prepare_from_dev_zero_ends_in_one_line(tmp_path) -> None:
+    done = run_nmt_process(
+        "prepare", "/dev/zero", "--format", "tsv", "-o", tmp_path / "data", memory_limit=2 * 10**9
+    )
+    assert done.returncode == 1
+    expected = "nmt: error: /dev/zero: binary data (mostly NUL bytes), not a text corpus\n"
+    assert done.stderr.decode() == expected
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_corpus_line_without_end_is_bounded(tmp_path, workspace) -> None:
