@@ -1083,11 +1083,12 @@ def rewrite_keras(path: Path, change_config=None, weights: bytes | None = None, 
 
 
 def test_a_model_file_claiming_other_sizes_than_config_json_is_refused(model_copy, output) -> None:
+    # Twice the units, not the 6,000 of the report: older code built whatever was claimed (5 GB).
     units = json.loads((model_copy / "config.json").read_text(encoding="utf-8"))["model"]["units"]
-    rewrite_keras(model_copy / "model.keras", lambda c: c.update(units=6000))
+    rewrite_keras(model_copy / "model.keras", lambda c: c.update(units=2 * units))
     line = failed_translate(model_copy, output, "red cat.")
     assert line == (
-        f"nmt: error: {model_copy / 'model.keras'}: its units is 6000 but the run's config.json "
+        f"nmt: error: {model_copy / 'model.keras'}: its units is {2 * units} but the run's config.json "
         f"says {units}; the model file does not belong to this folder"
     )
 
