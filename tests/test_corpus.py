@@ -696,7 +696,7 @@ def test_prepared_data_wrong_format_version(prepared: Path, version) -> None:
 
 def test_prepared_data_unreadable_manifest(prepared: Path) -> None:
     (prepared / "manifest.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(DataError, match="unreadable"):
+    with pytest.raises(DataError, match=r"manifest\.json: unreadable \(not valid JSON"):
         PreparedData.load(prepared)
 
 

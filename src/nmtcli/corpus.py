@@ -777,8 +777,9 @@ class PreparedData:
         file = path / "manifest.json"
         try:
             manifest = read_json_file(file, {"format_version": Any}, error=DataError)
-        except DataError as exc:
-            raise DataError(f"{exc}; run `nmt prepare` again") from None
+        except (DataError, OSError) as exc:
+            detail = str(exc).removeprefix(f"{file}: ")
+            raise DataError(f"{file}: unreadable ({detail}); run `nmt prepare` again") from None
         version = manifest.get("format_version")
         if version != DATA_FORMAT_VERSION:
             raise DataError(

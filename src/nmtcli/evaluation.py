@@ -21,7 +21,8 @@ import tensorflow as tf
 from . import __version__
 from .config import DEFAULT_LENGTH_PENALTY
 from .errors import DataError, ModelError
-from .files import atomic_write_json, read_json
+from .files import atomic_write_json, read_json_file
+from .model_files import EVALUATION_SCHEMA
 from .pipeline import EncodedPairs, make_dataset
 from .translator import Translator
 
@@ -175,9 +176,10 @@ def record_evaluation(run_dir: Path, key: str, result: EvaluationResult, data: s
     records: Any = {}
     if path.exists():
         try:
-            records = read_json(path)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{path}: unreadable ({exc}); left as it is") from None
+            records = read_json_file(path, EVALUATION_SCHEMA, error=ModelError)
+        except (OSError, ModelError) as exc:
+            detail = str(exc).removeprefix(f"{path}: ")
+            raise ModelError(f"{path}: unreadable ({detail}); left as it is") from None
         if not isinstance(records, dict):
             raise ModelError(f"{path}: not an nmtcli evaluation record; left as it is")
     records[key] = {
