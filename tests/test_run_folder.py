@@ -189,7 +189,7 @@ def test_a_truncated_model_file_with_matching_checksums_cannot_load(model_copy, 
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
     RunFolder(model_copy).write_checksums([sha256_file(model)])  # damaged before the checksums were written
     assert failed_translate(model_copy, output, "red cat.").startswith(
-        f"nmt: error: {model}: cannot load the model ("
+        f"nmt: error: {model}: not a Keras model file ("
     )
 
 
@@ -233,10 +233,12 @@ def test_checksums_pointing_outside_the_model_folder_are_refused(tmp_path, model
     assert "points outside the model folder" in failed_translate(model_copy, output, "red cat.")
 
 
-def test_a_model_with_code_in_it_is_refused_by_safe_mode(model_copy, output) -> None:
+def test_a_model_with_code_in_it_is_refused_by_safe_mode(monkeypatch, model_copy, output) -> None:
     """An attacker who controls the whole folder rewrites checksums.json too: safe mode still refuses
     to deserialize Python code (a Lambda layer) from model.keras."""
     import keras
+
+    import nmtcli.run_folder
 
     inputs = keras.Input((3,))
     outputs = keras.layers.Lambda(lambda x: x * 2, output_shape=(3,))(inputs)
@@ -244,6 +246,11 @@ def test_a_model_with_code_in_it_is_refused_by_safe_mode(model_copy, output) -> 
     model.unlink()
     keras.Model(inputs, outputs).save(model)
     RunFolder(model_copy).write_checksums([sha256_file(model)])
+    # The checks before Keras (reliability case 57) refuse it already: it is not the run's architecture.
+    line = failed_translate(model_copy, output, "red cat.")
+    assert line.startswith(f"nmt: error: {model}: holds a Functional model but the run's config.json says")
+    # Were those checks passed, Keras safe mode would refuse it.
+    monkeypatch.setattr(nmtcli.run_folder, "check_keras_archive", lambda *args: None)
     line = failed_translate(model_copy, output, "red cat.")
     assert (
         line == f"nmt: error: {model}: the model contains code (such as a Lambda layer); nmtcli never runs it"

@@ -96,6 +96,10 @@ class PrepareConfig(_Serializable):
         _check_range("max_chars", self.max_chars, 1)
         for name in ("valid_size", "test_size"):
             value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(
+                    f"{name} must be a fraction below 1 or a whole count; got {value}", field=name
+                )
             _check_range(name, value, 0, integer=False)
             if isinstance(value, float) and value >= 1 and not value.is_integer():
                 raise ConfigError(
