@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("corpus", {"corpus"}),
     ("vectorizers", {"vectorizers", "pipeline"}),
     ("models", {"models"}),
-    ("run folder", {"run_folder", "workspace"}),
+    ("run folder", {"run_folder", "model_files", "workspace"}),
     ("training", {"training", "distribution", "progress", "tracking"}),
     ("decoding", {"decoding"}),
     ("translator", {"translator"}),
