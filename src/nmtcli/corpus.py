@@ -521,7 +521,7 @@ class PreparedData:
     def load(cls, path: str | os.PathLike) -> PreparedData:
         path = Path(path)
         if not (path / "manifest.json").is_file():
-            raise DataError(f"{path}: no prepared data here; run `nmt prepare CORPUS` first (or pass --data)")
+            raise DataError(f"{path}: no prepared data here; run `nmt prepare CORPUS` first (or pass `data`)")
         try:
             manifest = read_json(path / "manifest.json")
         except (OSError, ValueError) as exc:
@@ -561,6 +561,26 @@ class PreparedData:
 
     def vectorizer(self, side: str, level: str) -> Vectorizer:
         return Vectorizer.load(level, self.path / "vocab" / f"{side}.{level}.txt")
+
+    def held_out(
+        self, split: str, trained_on: dict[str, Any] | None, model: str
+    ) -> tuple[list[str], list[list[str]]]:
+        """Sources and grouped references of ``split`` for scoring a model trained on this data.
+
+        ``trained_on`` is the data manifest the model was trained with (None for models that kept
+        none). When it names another corpus or other settings, this folder's held-out split may hold
+        the model's training pairs, so that is a ``DataError`` rather than an inflated score.
+        """
+        if trained_on is not None and (trained_on.get("corpus"), trained_on.get("settings")) != (
+            self.manifest.get("corpus"),
+            self.manifest.get("settings"),
+        ):
+            raise DataError(
+                f"{self.path} was prepared from other data or settings than {model} was trained on, "
+                "so its test split may overlap training; score files of your own with `source` and "
+                "`reference`"
+            )
+        return group_references(self.pairs(split))
 
     def max_length(self, side: str, level: str) -> int:
         return int(self.manifest["max_length"][level][side])

@@ -1,0 +1,219 @@
+"""``nmt translate``: one output line per input line, from arguments, a file or stdin."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..config import DEFAULT_LENGTH_PENALTY
+from ..errors import ConfigError
+from . import render
+from .options import (
+    BatchOpt,
+    BeamSizeOpt,
+    Bf16DecodingOpt,
+    LengthPenaltyOpt,
+    MaxLengthOpt,
+    ModelOpt,
+    QuietOpt,
+    WorkspaceOpt,
+)
+
+TTY_HINT = "reading sentences from the terminal, one per line; end with Ctrl-D"
+MAX_ATTENTION_LINES = 100
+
+
+def translate(
+    sentences: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Sentences to translate \\[default: lines from --input or stdin].",
+            show_default=False,
+        ),
+    ] = None,
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="Read sentences from this file, one per line.",
+            show_default=False,
+            readable=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write translations to this file \\[default: stdout].",
+            show_default=False,
+        ),
+    ] = None,
+    model: ModelOpt = None,
+    workspace: WorkspaceOpt = None,
+    batch_size: BatchOpt = 64,
+    max_length: MaxLengthOpt = None,
+    beam_size: BeamSizeOpt = 1,
+    length_penalty: LengthPenaltyOpt = DEFAULT_LENGTH_PENALTY,
+    bf16_output: Bf16DecodingOpt = False,
+    attention: Annotated[
+        str | None,
+        typer.Option(
+            "--attention",
+            help="Also draw where a gru-attention model looked: FILE.png (.svg, .pdf; FILE-1.png, "
+            "FILE-2.png ... for several lines), or - for a table on stderr.",
+            metavar="FILE|-",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Translate sentences with greedy or beam search: exactly one output line per input line."""
+    from ..config import check_decoding
+    from ..corpus import check_readable
+
+    if sentences and input is not None:
+        raise ConfigError("give sentences as arguments or with --input, not both")
+    check_decoding(batch_size, max_length, beam_size, length_penalty)
+    if input is not None:
+        check_readable(input, "input")
+    if attention is not None and beam_size != 1:
+        raise ConfigError("--attention shows greedy decoding; leave out --beam-size")
+    run_dir = _resolve_model(model, workspace)  # before TensorFlow loads: a wrong path fails at once
+    if attention is not None:
+        _translate_with_attention(
+            sentences, input, output, run_dir, batch_size, max_length, attention, quiet, bf16_output
+        )
+        return
+    if not sentences and input is None and sys.stdin.isatty() and not quiet:
+        render.notice(TTY_HINT)
+    from ..runtime import quiet_import
+
+    quiet_import()
+    from ..translator import Translator
+
+    translator = Translator.load(run_dir, bf16_output=bf16_output)
+    truncated = 0
+
+    def translations():
+        nonlocal truncated
+        for chunk in _input_chunks(sentences, input, chunk=1024):
+            yield translator.translate(
+                chunk,
+                batch_size=batch_size,
+                max_length=max_length,
+                beam_size=beam_size,
+                length_penalty=length_penalty,
+            )
+            truncated += translator.truncated
+
+    if output is None:
+        for lines in translations():
+            sys.stdout.writelines(line + "\n" for line in lines)
+            sys.stdout.flush()
+    else:
+        from ..files import atomic_open
+
+        with atomic_open(output) as handle:
+            for lines in translations():
+                handle.writelines(line + "\n" for line in lines)
+    if truncated:
+        render.warn(
+            f"{truncated} input line(s) longer than {translator.max_source_tokens} tokens "
+            "were cut to that length"
+        )
+
+
+def _translate_with_attention(
+    sentences,
+    input,
+    output,
+    run_dir: Path,
+    batch_size,
+    max_length,
+    attention: str,
+    quiet: bool,
+    bf16_output: bool,
+) -> None:
+    """``translate --attention``: the same translations, then one picture (or table) per line."""
+    from ..attention import check_picture_path, heatmap_table, picture_paths, save_picture
+
+    if attention != "-":
+        check_picture_path(attention)
+    lines: list[str] = []
+    for chunk in _input_chunks(sentences, input, chunk=MAX_ATTENTION_LINES + 1):
+        lines += chunk
+        if len(lines) > MAX_ATTENTION_LINES:  # stop reading: a huge input is not read to the end
+            raise ConfigError(
+                f"--attention draws at most {MAX_ATTENTION_LINES} lines; translate longer inputs without it"
+            )
+    from ..runtime import quiet_import
+
+    quiet_import()
+    from ..translator import Translator
+
+    translator = Translator.load(run_dir, bf16_output=bf16_output)
+    alignments = translator.attend(lines, batch_size=batch_size, max_length=max_length)
+    text = "".join(alignment.translation + "\n" for alignment in alignments)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        from ..files import atomic_write_text
+
+        atomic_write_text(output, text)
+    if translator.truncated:
+        render.warn(
+            f"{translator.truncated} input line(s) longer than "
+            f"{translator.max_source_tokens} tokens were cut to that length"
+        )
+
+    stderr = render.stderr_console(whole_tables=True)
+    paths = picture_paths(attention, len(lines)) if attention != "-" else [None] * len(lines)
+    for number, (alignment, path) in enumerate(zip(alignments, paths, strict=True), start=1):
+        if alignment.empty:
+            render.warn(f"line {number} is empty: no attention to draw")
+        elif path is None:
+            stderr.print(heatmap_table(alignment))
+        else:
+            save_picture(alignment, path)
+            if not quiet:
+                render.notice(f"attention of line {number} written to {path}")
+
+
+def _resolve_model(model: Path | None, workspace: Path | None) -> Path:
+    from ..workspace import Workspace, resolve_model_dir
+
+    return resolve_model_dir(model, Workspace(workspace))
+
+
+def _input_chunks(sentences: list[str] | None, path: Path | None, chunk: int):
+    """Lists of input lines: all arguments at once, or a file/stdin streamed in chunks.
+
+    An interactive stdin is answered line by line.
+    """
+    from ..corpus import read_lines
+
+    if sentences:
+        yield list(sentences)
+        return
+    with contextlib.ExitStack() as stack:
+        if path is not None:
+            handle, name = stack.enter_context(open(path, "rb")), str(path)
+        else:
+            handle, name = sys.stdin.buffer, "<stdin>"
+            if sys.stdin.isatty():
+                chunk = 1
+        batch: list[str] = []
+        for _, line in read_lines(handle, name):
+            batch.append(line)
+            if len(batch) >= chunk:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
