@@ -266,7 +266,7 @@ def test_detect_format_second_file_means_aligned(tmp_path: Path) -> None:
 
 def test_detect_format_gives_up_with_advice(tmp_path: Path) -> None:
     path = write(tmp_path / "plain.txt", "just words\nmore words\n")
-    with pytest.raises(CorpusError, match="--format") as info:
+    with pytest.raises(CorpusError, match="`format`") as info:
         detect_format(path, None)
     assert str(path) in str(info.value)
 

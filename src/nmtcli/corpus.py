@@ -83,7 +83,7 @@ def _decode(raw: bytes, encoding: str, where: str, hint: str) -> str:
         raise CorpusError(f"unknown encoding {encoding!r}") from None
 
 
-_ENCODING_HINT = "convert it to UTF-8 or pass --encoding"
+_ENCODING_HINT = "convert it to UTF-8 or pass `encoding`"
 
 
 def read_lines(
@@ -137,7 +137,7 @@ def detect_format(path: Path, target_path: Path | None) -> str:
     if b"," in first:
         return "csv"
     raise CorpusError(
-        f"{path}: cannot tell the format (no tab found); pass --format tsv|csv, "
+        f"{path}: cannot tell the format (no tab found); pass `format` tsv or csv, "
         "or give a second file for aligned plain-text files"
     )
 
@@ -169,7 +169,7 @@ class _BadLines:
 
     def __call__(self, message: str) -> None:
         if self.policy == "error":
-            raise CorpusError(f"{message} (pass --on-bad-line skip to drop such lines)")
+            raise CorpusError(f"{message} (pass `on_bad_line` skip to drop such lines)")
         self.count += 1
         if self.policy == "warn" and self.warn is not None:
             self.warn(f"warning: {message}; skipped")
@@ -192,7 +192,7 @@ def _read_tsv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pai
         if most is not None and len(fields) > most:
             bad(
                 f"{where}: expected 2 or 3 tab-separated columns (source, target, attribution), found "
-                f"{len(fields)}; pick columns with --source-column/--target-column"
+                f"{len(fields)}; pick columns with `source_column` and `target_column`"
             )
             continue
         yield Pair(fields[src], fields[tgt], where)
@@ -260,7 +260,7 @@ def read_pairs(
     bad = bad_lines or _BadLines(config.on_bad_line, warn)
     if fmt == "aligned":
         if target is None:
-            raise CorpusError("--format aligned needs two files: SOURCE_FILE TARGET_FILE")
+            raise CorpusError("`format` aligned needs two files: a source file and a target file")
         pairs = _read_aligned(path, target, config)
     elif fmt == "csv":
         pairs = _read_csv(path, config, bad)
@@ -329,7 +329,7 @@ def assign_splits(source_digests: np.ndarray, valid_size: float, test_size: floa
     if n_valid + n_test >= len(sources):
         raise CorpusError(
             f"only {len(sources)} distinct source sentences: too few for {n_valid} validation and "
-            f"{n_test} test sentences plus training; use a larger corpus or smaller --valid-size/--test-size"
+            f"{n_test} test sentences plus training; use a larger corpus or smaller `valid_size` and `test_size`"
         )
     order = np.random.default_rng(seed).permutation(len(sources))
     split_of_source = np.zeros(len(sources), np.int8)
@@ -417,7 +417,7 @@ def _prepare_into(
     if not keep.any():
         raise CorpusError(
             f"{corpus}: no pairs left after filtering ({_describe_drops(dropped)}); "
-            "check the column options and --max-words/--max-chars"
+            "check the column settings and `max_words` and `max_chars`"
         )
     sources = np.frombuffer(source_digests, np.uint64)[keep]
     split_of = np.full(len(keep), -1, np.int8)

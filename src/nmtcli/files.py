@@ -30,10 +30,10 @@ def check_replaceable(folder: Path, marker: str, holds: str, error: type[NmtErro
     """Only a missing or empty folder, or one holding ``marker`` (an earlier output of the same
     kind, described by ``holds``), may be replaced by a command's output."""
     if folder.exists() and not folder.is_dir():
-        raise error(f"{folder}: exists and is not a folder; choose another --output")
+        raise error(f"{folder}: exists and is not a folder; choose another `output`")
     if folder.is_dir() and any(folder.iterdir()) and not (folder / marker).is_file():
         raise error(
-            f"{folder}: folder exists and does not hold {holds}; choose another --output or remove it"
+            f"{folder}: folder exists and does not hold {holds}; choose another `output` or remove it"
         )
 
 

@@ -341,7 +341,7 @@ def _claim_run(
     if run_dir is not None:
         resuming = run_status(run_dir) == "running" and resume is not False
         if not resuming and run_dir.exists() and any(run_dir.iterdir()):
-            raise ConfigError(f"{run_dir}: output folder exists and is not empty; choose another --output")
+            raise ConfigError(f"{run_dir}: output folder exists and is not empty; choose another `run_dir`")
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = RunLock(run_dir)
         if not lock.acquire():
@@ -386,8 +386,8 @@ def train(
     task = read_cluster() if train_config.distribute == "multi-worker" else None
     if task is not None and run_dir is None:
         raise ConfigError(
-            "output must name the run folder with --distribute multi-worker, the same on every worker",
-            field="output",
+            "run_dir must name the run folder with `distribute` multi-worker, the same on every worker",
+            field="run_dir",
         )
     level = model_config.level
     model_config = replace(
@@ -451,7 +451,7 @@ def _worker_copy(run_dir: Path, resume: bool | None, task: ClusterTask) -> tuple
     if not resuming and resume:
         raise ModelError(f"{run_dir}: no interrupted run to resume here (as seen by {task.name})")
     if not resuming and (run_dir / "state.json").exists():
-        raise ConfigError(f"{run_dir}: output folder exists and is not empty; choose another --output")
+        raise ConfigError(f"{run_dir}: output folder exists and is not empty; choose another `run_dir`")
     folder = Path(tempfile.mkdtemp(prefix=f"nmt-{task.task_type}{task.task_index}-"))
     if resuming:  # the chief writes nothing before every worker has joined, so the copy is consistent
         shutil.copytree(run_dir, folder, ignore=shutil.ignore_patterns(".lock"), dirs_exist_ok=True)

@@ -213,7 +213,7 @@ class Translator:
             where = f"{self.run_dir}: " if self.run_dir else ""
             raise ModelError(
                 f"{where}this {self.config.arch} model has no attention to show; "
-                "train one with --arch gru-attention"
+                "train one with `arch` gru-attention"
             )
         check_decoding(batch_size, max_length)
         lines = list(lines)

@@ -70,7 +70,7 @@ class Workspace:
                 return candidate
         completed = [run for run in self.runs() if run_status(run) == "complete"]
         if not completed:
-            raise ModelError(f"no trained model in {self.runs_dir}; run `nmt train` first (or pass --model)")
+            raise ModelError(f"no trained model in {self.runs_dir}; run `nmt train` first (or pass `model`)")
         return completed[-1]
 
 

@@ -35,14 +35,22 @@ def _fail(message: str, code: int = EXIT_ERROR) -> None:
     raise typer.Exit(code)
 
 
+# Library argument names that the commands spell differently.
+LIBRARY_NAMES = {"run_dir": "output", "data_dir": "data"}
+
+
 def _command_flags(group: TyperGroup, ctx) -> dict[str, str]:
-    """Setting name -> flag for the options of the command being run (its longest spelling)."""
+    """Setting name -> flag for the options of the command being run (its longest spelling), for
+    ``NmtError.for_command_line``."""
     command = group.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
     flags = {}
     for param in command.params if command is not None else []:
         long_names = [opt for opt in param.opts if opt.startswith("--")]
         if long_names and param.name:
             flags[param.name] = max(long_names, key=len)
+    for library_name, option in LIBRARY_NAMES.items():
+        if option in flags:
+            flags.setdefault(library_name, flags[option])
     return flags
 
 
@@ -63,7 +71,8 @@ class NmtGroup(TyperGroup):
         except UsageError as exc:
             # A value of the wrong type, an unknown option, a missing argument: one line, not a box.
             command = exc.ctx.command_path if exc.ctx else "nmt"
-            typer.echo(f"nmt: error: {exc.format_message()} (see '{command} --help')", err=True)
+            message = exc.format_message().replace("Value error, ", "")  # pydantic's words, not ours
+            typer.echo(f"nmt: error: {message} (see '{command} --help')", err=True)
             sys.exit(EXIT_USAGE)
         except ClickException as exc:
             typer.echo(f"nmt: error: {exc.format_message()}", err=True)
