@@ -329,7 +329,8 @@ def assign_splits(source_digests: np.ndarray, valid_size: float, test_size: floa
     if n_valid + n_test >= len(sources):
         raise CorpusError(
             f"only {len(sources)} distinct source sentences: too few for {n_valid} validation and "
-            f"{n_test} test sentences plus training; use a larger corpus or smaller `valid_size` and `test_size`"
+            f"{n_test} test sentences plus training; use a larger corpus or smaller `valid_size` and "
+            "`test_size`"
         )
     order = np.random.default_rng(seed).permutation(len(sources))
     split_of_source = np.zeros(len(sources), np.int8)
