@@ -109,7 +109,7 @@ def test_no_command_shows_help_once_and_exits_2() -> None:
     result = nmt()
     assert result.exit_code == 2
     assert result.stdout.count("Usage") == 1 and "translate" in result.stdout
-    assert result.stdout == nmt("--help").stdout
+    assert result.stdout.strip() == nmt("--help").stdout.strip()
 
 
 def test_a_real_bare_nmt_prints_the_help_once(tmp_path) -> None:

@@ -75,12 +75,13 @@ def translate(
 ) -> None:
     """Translate sentences with greedy or beam search: exactly one output line per input line."""
     from ..config import check_decoding
-    from ..corpus import check_readable
 
     if sentences and input is not None:
         raise ConfigError("give sentences as arguments or with --input, not both")
     check_decoding(batch_size, max_length, beam_size, length_penalty)
     if input is not None:
+        from ..corpus import check_readable  # numpy: only when there is a file to check
+
         check_readable(input, "input")
     if attention is not None and beam_size != 1:
         raise ConfigError("--attention shows greedy decoding; leave out --beam-size")
