@@ -288,7 +288,7 @@ def test_line_without_tab_is_an_error_naming_the_line(tmp_path: Path) -> None:
         list(read_pairs(path))
     message = str(info.value)
     assert f"{path}:2" in message
-    assert "--on-bad-line skip" in message
+    assert "`on_bad_line` skip" in message  # the setting; the command line writes --on-bad-line
 
 
 def test_warn_policy_reports_and_skips(tmp_path: Path) -> None:
