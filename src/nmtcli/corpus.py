@@ -192,7 +192,7 @@ def _read_tsv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pai
         if most is not None and len(fields) > most:
             bad(
                 f"{where}: expected 2 or 3 tab-separated columns (source, target, attribution), found "
-                f"{len(fields)}; pick columns with `source_column` and `target_column`"
+                f"{len(fields)}; pick columns with `source_column`/`target_column`"
             )
             continue
         yield Pair(fields[src], fields[tgt], where)
@@ -329,8 +329,7 @@ def assign_splits(source_digests: np.ndarray, valid_size: float, test_size: floa
     if n_valid + n_test >= len(sources):
         raise CorpusError(
             f"only {len(sources)} distinct source sentences: too few for {n_valid} validation and "
-            f"{n_test} test sentences plus training; use a larger corpus or smaller `valid_size` and "
-            "`test_size`"
+            f"{n_test} test sentences plus training; use a larger corpus or smaller `valid_size`/`test_size`"
         )
     order = np.random.default_rng(seed).permutation(len(sources))
     split_of_source = np.zeros(len(sources), np.int8)
@@ -418,7 +417,7 @@ def _prepare_into(
     if not keep.any():
         raise CorpusError(
             f"{corpus}: no pairs left after filtering ({_describe_drops(dropped)}); "
-            "check the column settings and `max_words` and `max_chars`"
+            "check the column options and `max_words`/`max_chars`"
         )
     sources = np.frombuffer(source_digests, np.uint64)[keep]
     split_of = np.full(len(keep), -1, np.int8)
