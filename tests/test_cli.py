@@ -514,7 +514,9 @@ def test_train_into_a_non_empty_output_folder(tmp_path, workspace) -> None:
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine", encoding="utf-8")
-    assert_error(nmt("train", "-w", workspace, "--output", out, *TINY_TRAIN), "not empty")
+    assert_error(
+        nmt("train", "-w", workspace, "--output", out, *TINY_TRAIN), "not empty", "choose another --output"
+    )
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
