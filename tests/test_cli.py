@@ -870,3 +870,22 @@ def test_translate_from_a_pipe_prints_no_hint(workspace) -> None:
     result = nmt("translate", "-w", workspace, input="red cat.\n")
     assert_ok(result)
     assert result.stderr == ""
+
+
+def test_nmt_prepare_defaults_are_the_config_defaults() -> None:
+    import dataclasses
+
+    import typer.main
+
+    from nmtcli.cli.options import ZERO_IS_NONE
+    from nmtcli.config import PrepareConfig
+
+    command = typer.main.get_command(app).commands["prepare"]
+    defaults = {param.name: param.default for param in command.params}
+    checked = 0
+    for field in dataclasses.fields(PrepareConfig):
+        if field.name in defaults:
+            shown = defaults[field.name]
+            assert (shown or None if field.name in ZERO_IS_NONE else shown) == field.default, field.name
+            checked += 1
+    assert checked == len(dataclasses.fields(PrepareConfig))
