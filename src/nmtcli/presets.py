@@ -124,11 +124,6 @@ def get_preset(name: str) -> Preset:
         ) from None
 
 
-def describe_presets() -> str:
-    """One line per preset, ``name: description``, for help texts."""
-    return "; ".join(f"{preset.name}: {preset.description}" for preset in PRESETS.values())
-
-
 def apply_preset(
     name: str | None,
     model: Mapping[str, Any] | None = None,

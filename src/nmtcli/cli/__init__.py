@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - older Typer on Click
     from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from .. import __version__
-from ..errors import ConfigError, NmtError
+from ..errors import NmtError
 from . import evaluate, export, info, plot, prepare, train, translate
 
 EXIT_ERROR = 1
@@ -88,9 +88,7 @@ class NmtGroup(TyperGroup):
         except NmtError as exc:
             if os.environ.get("NMT_DEBUG"):
                 raise
-            if isinstance(exc, ConfigError) or "`" in str(exc):
-                _fail(exc.for_command_line(_command_flags(self, ctx)))
-            _fail(str(exc))
+            _fail(exc.for_command_line(_command_flags(self, ctx)))
         except OSError as exc:
             if os.environ.get("NMT_DEBUG"):
                 raise
