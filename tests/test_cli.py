@@ -6,7 +6,10 @@ Every command gets ``--workspace`` explicitly, so nothing depends on the working
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -366,7 +369,6 @@ def test_prepare_invalid_options(tmp_path, tiny_corpus, options, fragment) -> No
     [
         (["--epochs", "0"], "--epochs"),
         (["--units", "-1"], "--units"),
-        (["--arch", "rnn"], "--arch"),
         (["--dropout", "1.0"], "--dropout"),
     ],
 )
@@ -453,8 +455,25 @@ def test_evaluate_references_of_the_wrong_length(tmp_path, workspace) -> None:
     )
 
 
-def test_evaluate_unknown_split(workspace) -> None:
-    assert_error(nmt("evaluate", "-w", workspace, "--split", "bogus"), "--split")
+@pytest.mark.parametrize(
+    ("args", "flag", "choices"),
+    [
+        (["train", "--arch", "rnn"], "--arch", ["lstm", "gru-attention"]),
+        (["train", "--level", "byte"], "--level", ["word", "char"]),
+        (["train", "--optimizer", "sgd"], "--optimizer", ["adam", "rmsprop"]),
+        (["train", "--early-stopping-metric", "chrf"], "--early-stopping-metric", ["loss", "bleu"]),
+        (["evaluate", "--split", "bogus"], "--split", ["test", "valid"]),
+        (["prepare", "x.tsv", "--on-bad-line", "ignore"], "--on-bad-line", ["error", "warn", "skip"]),
+    ],
+)
+def test_a_value_outside_the_choices_is_a_usage_error_naming_them(tmp_path, args, flag, choices) -> None:
+    result = nmt(*args, "-w", tmp_path / "ws")
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("nmt: error: ") and flag in line and "Value error" not in line
+    for choice in choices:
+        assert choice in line
+    assert not (tmp_path / "ws").exists()
 
 
 def test_evaluate_on_data_prepared_differently_is_refused(tmp_path, tiny_corpus, workspace) -> None:
@@ -495,7 +514,9 @@ def test_train_into_a_non_empty_output_folder(tmp_path, workspace) -> None:
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine", encoding="utf-8")
-    assert_error(nmt("train", "-w", workspace, "--output", out, *TINY_TRAIN), "not empty")
+    assert_error(
+        nmt("train", "-w", workspace, "--output", out, *TINY_TRAIN), "not empty", "choose another --output"
+    )
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
@@ -607,3 +628,264 @@ def test_nmt_train_defaults_are_the_config_defaults() -> None:
                 assert defaults[field.name] == expected, field.name
                 checked += 1
     assert checked >= 20
+
+
+# --------------------------------------------------------------------------------------------------
+# Help: -h, choices, panels, one way to name a run
+
+
+COMMANDS = ("prepare", "train", "evaluate", "translate", "export", "plot", "info")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_dash_h_is_help_everywhere(command) -> None:
+    short, long = nmt(command, "-h"), nmt(command, "--help")
+    assert_ok(short)
+    assert short.stdout == long.stdout and "Usage" in short.stdout
+
+
+@pytest.mark.parametrize("command", ["evaluate", "translate", "export", "plot", "info"])
+def test_every_command_that_takes_a_run_accepts_model_and_m(command) -> None:
+    import typer.main
+
+    params = typer.main.get_command(app).commands[command].params
+    (option,) = [p for p in params if "--model" in p.opts]
+    assert "-m" in option.opts
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("train", ["<lstm|gru-attention>", "<word|char>", "<adam|rmsprop>", "<loss|bleu>"]),
+        ("train", ["<mirrored|multi-worker>", "<default|seed-000|seed-002|seed-003>"]),
+        ("evaluate", ["<test|valid|train>"]),
+        ("prepare", ["<auto|tsv|csv|aligned>", "<error|warn|skip>"]),
+    ],
+)
+def test_choices_are_shown_in_the_help(command, shown) -> None:
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "250"})
+    assert_ok(result)
+    for choices in shown:
+        assert choices in result.stdout
+
+
+def test_train_help_groups_its_options_in_panels() -> None:
+    import typer.main
+
+    from nmtcli.cli import train
+
+    params = [p for p in typer.main.get_command(app).commands["train"].params if p.name != "help"]
+    assert len(params) >= 30
+    panels = {p.rich_help_panel for p in params}
+    assert panels == {train.DATA, train.MODEL, train.TRAINING, train.QUALITY, train.SPEED, train.TRACKING}
+    text = nmt("train", "--help").stdout
+    for panel in panels:
+        assert panel.split(":")[0] in text
+
+
+def test_patience_help_names_the_early_stopping_metric() -> None:
+    import typer.main
+
+    (patience,) = [p for p in typer.main.get_command(app).commands["train"].params if p.name == "patience"]
+    assert "--early-stopping-metric" in patience.help and "BLEU" in patience.help
+
+
+def test_info_takes_the_run_as_an_argument_or_with_model(run_dir, tmp_path) -> None:
+    by_argument = nmt("info", run_dir, "--json", "-w", tmp_path / "no-ws")
+    by_option = nmt("info", "-m", run_dir, "--json", "-w", tmp_path / "no-ws")
+    assert_ok(by_argument)
+    assert_ok(by_option)
+    assert json.loads(by_argument.stdout) == json.loads(by_option.stdout)
+    assert_error(nmt("info", run_dir, "--model", run_dir), "not both")
+
+
+def test_plot_takes_runs_with_model(run_dir, tmp_path) -> None:
+    result = nmt("plot", "--model", run_dir, "--terminal", "-w", tmp_path / "no-ws")
+    assert_ok(result)
+    assert result.stdout == nmt("plot", run_dir, "--terminal", "-w", tmp_path / "no-ws").stdout
+
+
+# --------------------------------------------------------------------------------------------------
+# Failures come before TensorFlow loads
+
+
+POISON = "raise ImportError('poisoned: TensorFlow was imported')\n"
+
+
+def nmt_without_tensorflow(tmp_path: Path, *args) -> subprocess.CompletedProcess:
+    """``nmt ARGS`` in a child process where importing TensorFlow or Keras fails loudly."""
+    for name in ("tensorflow", "keras"):
+        (tmp_path / "poison" / name).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "poison" / name / "__init__.py").write_text(POISON, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "poison")}
+    env.pop("NMT_DEBUG", None)
+    code = "import sys; from nmtcli.cli import main; sys.argv[0] = 'nmt'; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["translate", "--model", "nope", "Go."], "nope: model folder not found"),
+        (["translate", "Go."], "no trained model"),
+        (["evaluate"], "no trained model"),
+        (["evaluate", "--model", "nope"], "model folder not found"),
+        (["export", "nope"], "model folder not found"),
+        (["info", "--model", "nope"], "model folder not found"),
+        (["train", "--epochs", "1"], "nmt prepare"),
+    ],
+)
+def test_a_wrong_path_fails_before_tensorflow_is_imported(tmp_path, args, fragment) -> None:
+    result = nmt_without_tensorflow(tmp_path, *args, "-w", tmp_path / "ws")
+    assert result.returncode == 1, result.stderr
+    assert "poisoned" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("nmt: error: ") and fragment in line, line
+
+
+def test_evaluate_checks_the_data_before_tensorflow_is_imported(tmp_path, run_dir) -> None:
+    result = nmt_without_tensorflow(tmp_path, "evaluate", "-m", run_dir, "--data", tmp_path / "no-data")
+    assert result.returncode == 1, result.stderr
+    assert "poisoned" not in result.stderr and "no prepared data" in result.stderr
+    assert "--data" in result.stderr  # the library's `data` written as the flag
+
+
+def test_the_poison_works(tmp_path, run_dir) -> None:
+    """The check above would pass vacuously if TensorFlow could be imported anyway."""
+    result = nmt_without_tensorflow(tmp_path, "translate", "-m", run_dir, "Go.")
+    assert result.returncode != 0 and "poisoned" in result.stderr
+
+
+# --------------------------------------------------------------------------------------------------
+# Library errors speak in settings; the command line shows flags
+
+
+def test_library_error_messages_name_no_flags() -> None:
+    """No ``raise`` outside the cli package writes a ``--flag``; settings go in backquotes."""
+    import ast
+    import re
+
+    import nmtcli
+
+    package = Path(nmtcli.__file__).parent
+    flag = re.compile(r"(?<![\w`-])--[a-z]")
+    offenders = []
+    for path in package.rglob("*.py"):
+        if "cli" in path.relative_to(package).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Raise):
+                for part in ast.walk(node):
+                    text = part.value if isinstance(part, ast.Constant) else None
+                    # A whole command in backquotes (`nmt train --mlflow`) is an example, not advice.
+                    if isinstance(text, str) and flag.search(re.sub(r"`nmt [^`]*`", "", text)):
+                        offenders.append(f"{path.name}:{node.lineno}: {text}")
+    assert offenders == []
+
+
+def test_for_command_line_writes_settings_as_the_flags_of_the_command() -> None:
+    from nmtcli.errors import ConfigError, CorpusError
+
+    error = CorpusError("x.tsv:2: bad line (pass `on_bad_line` skip to drop such lines); see `nmt prepare`")
+    assert str(error).count("`on_bad_line`") == 1  # the library's own words
+    assert (
+        error.for_command_line()
+        == "x.tsv:2: bad line (pass --on-bad-line skip to drop such lines); see `nmt prepare`"
+    )
+    assert error.for_command_line({"encoding": "--encoding"}) == str(error)  # not an option here: kept
+    config = ConfigError("run_dir must name the run folder with `distribute` multi-worker", field="run_dir")
+    flags = {"run_dir": "--output", "distribute": "--distribute"}
+    assert (
+        config.for_command_line(flags) == "--output must name the run folder with --distribute multi-worker"
+    )
+
+
+def test_a_library_error_shows_the_flag_of_the_running_command(tmp_path) -> None:
+    corpus = tmp_path / "latin1.tsv"
+    corpus.write_bytes("café.\tcafé.\n".encode("latin-1"))
+    line = assert_error(nmt("prepare", corpus, "-w", tmp_path / "ws"), "--encoding")
+    assert "`" not in line
+
+
+def test_held_out_refuses_data_prepared_differently(tmp_path, tiny_corpus, workspace, run_dir) -> None:
+    """The overlap check is the library's: a Python user gets it without the command line."""
+    from nmtcli.corpus import PreparedData
+    from nmtcli.errors import DataError
+
+    trained_on = json.loads((run_dir / "data-manifest.json").read_text(encoding="utf-8"))
+    same = PreparedData.load(workspace / "data")
+    sources, references = same.held_out("test", trained_on, run_dir.name)
+    assert len(sources) == len(references) == 10
+    other = tmp_path / "other"
+    assert_ok(nmt("prepare", tiny_corpus, "-o", other, *SPLIT[:-1], "2"))
+    with pytest.raises(DataError, match="overlap"):
+        PreparedData.load(other).held_out("test", trained_on, run_dir.name)
+    assert PreparedData.load(other).held_out("test", None, run_dir.name)[0]  # no manifest: not checked
+
+
+# --------------------------------------------------------------------------------------------------
+# Interactive use
+
+
+def test_translate_on_a_terminal_prints_a_hint_on_stderr(tmp_path, run_dir) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "NMT_DEBUG"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from nmtcli.cli import main; sys.argv[0] = 'nmt'; main()",
+            "translate",
+            "-m",
+            str(run_dir),
+        ],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env=env,
+    )
+    os.close(follower)
+    os.write(leader, b"red cat.\n\x04")
+    out, err = process.communicate(timeout=300)
+    os.close(leader)
+    assert process.returncode == 0, err
+    from nmtcli.cli.translate import TTY_HINT
+
+    assert err.decode().splitlines()[0] == f"nmt: {TTY_HINT}"
+    assert len(out.decode().splitlines()) == 1
+
+
+def test_translate_from_a_pipe_prints_no_hint(workspace) -> None:
+    result = nmt("translate", "-w", workspace, input="red cat.\n")
+    assert_ok(result)
+    assert result.stderr == ""
+
+
+def test_nmt_prepare_defaults_are_the_config_defaults() -> None:
+    import dataclasses
+
+    import typer.main
+
+    from nmtcli.cli.options import ZERO_IS_NONE
+    from nmtcli.config import PrepareConfig
+
+    command = typer.main.get_command(app).commands["prepare"]
+    defaults = {param.name: param.default for param in command.params}
+    checked = 0
+    for field in dataclasses.fields(PrepareConfig):
+        if field.name in defaults:
+            shown = defaults[field.name]
+            assert (shown or None if field.name in ZERO_IS_NONE else shown) == field.default, field.name
+            checked += 1
+    assert checked == len(dataclasses.fields(PrepareConfig))

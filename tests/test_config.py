@@ -267,7 +267,6 @@ CLI_INVALID = [
     (["--reduce-lr-factor", "-0.5"], "--reduce-lr-factor"),
     (["--reduce-lr-patience", "0"], "--reduce-lr-patience"),
     (["--bleu-sample", "-1"], "--bleu-sample"),
-    (["--early-stopping-metric", "accuracy"], "--early-stopping-metric"),
     (["--max-minutes", "-1"], "--max-minutes"),
     (["--early-stopping-metric", "bleu", "--bleu-sample", "0"], "--bleu-sample"),
 ]

@@ -267,7 +267,7 @@ def test_detect_format_second_file_means_aligned(tmp_path: Path) -> None:
 
 def test_detect_format_gives_up_with_advice(tmp_path: Path) -> None:
     path = write(tmp_path / "plain.txt", "just words\nmore words\n")
-    with pytest.raises(CorpusError, match="--format") as info:
+    with pytest.raises(CorpusError, match="`format`") as info:
         detect_format(path, None)
     assert str(path) in str(info.value)
 
@@ -289,7 +289,7 @@ def test_line_without_tab_is_an_error_naming_the_line(tmp_path: Path) -> None:
         list(read_pairs(path))
     message = str(info.value)
     assert f"{path}:2" in message
-    assert "--on-bad-line skip" in message
+    assert "`on_bad_line` skip" in message  # the setting; the command line writes --on-bad-line
 
 
 def test_warn_policy_reports_and_skips(tmp_path: Path) -> None:

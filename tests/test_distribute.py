@@ -159,7 +159,9 @@ def test_multi_worker_needs_output(tiny_data, tmp_path, monkeypatch) -> None:
             data_dir=tiny_data,
             workspace=Workspace(tmp_path),
         )
-    assert caught.value.for_command_line().startswith("--output must name the run folder")
+    assert str(caught.value).startswith("run_dir must name the run folder")  # the library's argument
+    flags = {"run_dir": "--output", "distribute": "--distribute"}  # as `nmt train` spells them
+    assert caught.value.for_command_line(flags).startswith("--output must name the run folder")
     assert not (tmp_path / "runs").exists()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -218,5 +219,14 @@ def test_export_says_what_is_wrong_with_the_options(tiny_run, tmp_path) -> None:
     assert both.exit_code == 1 and "not both" in both.stderr
     missing = CliRunner().invoke(app, ["export", str(tmp_path / "nowhere"), "-o", str(tmp_path / "x")])
     assert missing.exit_code == 1 and "model folder not found" in missing.stderr
-    no_output = CliRunner().invoke(app, ["export", str(tiny_run)])
-    assert no_output.exit_code == 2 and "--output" in no_output.stderr
+
+
+def test_export_writes_into_the_run_folder_unless_told(tiny_run, tmp_path) -> None:
+    from nmtcli.run_folder import RunFolder
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    result = CliRunner().invoke(app, ["export", "-m", str(run), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["output"] == str(RunFolder(run).export_dir)
+    assert (RunFolder(run).export_dir / "saved_model.pb").is_file()

@@ -198,7 +198,7 @@ def test_plot_model_draws_the_layers_or_says_what_to_install(tiny_run, tmp_path)
     result = nmt("info", tiny_run, "--plot-model", picture)
     missing = plot_model_requirements()
     if missing:  # no pydot or no Graphviz here: the exact hint, and nothing written
-        assert_one_error(result, missing)
+        assert_one_error(result, missing.replace("`plot_model`", "--plot-model"))
         assert not picture.exists()
         return
     assert result.exit_code == 0, result.output

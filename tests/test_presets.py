@@ -15,11 +15,9 @@ from conftest import make_tiny_pairs, write_tsv
 from nmtcli.cli import app
 from nmtcli.config import ModelConfig, PrepareConfig, TrainConfig
 from nmtcli.errors import ConfigError
-from nmtcli.presets import PRESETS, Preset, get_preset
-from test_cli import assert_error, assert_ok, nmt
+from nmtcli.presets import PRESETS, Preset, apply_preset, get_preset
+from test_cli import assert_ok, nmt
 
-# Options whose 0 means "off", which the commands pass to the configs as None.
-ZERO_IS_NONE = {"prepare": {"max_vocab"}, "train": {"clipnorm", "reduce_lr_factor", "max_minutes"}}
 # Which command takes each section of a preset, and which config it fills.
 SECTIONS = {
     "prepare": ("prepare", PrepareConfig),
@@ -34,16 +32,8 @@ def command_defaults(command: str) -> dict[str, Any]:
 
 
 def preset_config(preset: Preset, section: str):
-    """The config ``nmt COMMAND --preset NAME`` builds for ``section`` when no other option is given."""
-    command, cls = SECTIONS[section]
-    options = {**command_defaults(command), **getattr(preset, section)}
-    fields = {field.name for field in dataclasses.fields(cls)}
-    values = {
-        name: (value or None) if name in ZERO_IS_NONE[command] else value
-        for name, value in options.items()
-        if name in fields
-    }
-    return cls(**values)
+    """The config ``apply_preset(NAME)`` builds for ``section`` when the caller gives nothing."""
+    return getattr(apply_preset(preset.name), section)
 
 
 def test_presets_are_found_by_their_names() -> None:
@@ -60,23 +50,43 @@ def test_every_preset_setting_is_an_option_of_its_command_and_a_config_field(nam
     for section, (command, cls) in SECTIONS.items():
         options = command_defaults(command)
         fields = {field.name for field in dataclasses.fields(cls)}
-        for key, value in getattr(preset, section).items():
+        for key in getattr(preset, section):
             assert key in options, f"{name}: {section}.{key} is not an option of nmt {command}"
             assert key in fields, f"{name}: {section}.{key} is not a {cls.__name__} field"
-            # The same type as the option, so the value is what typing it on the command line gives.
-            default = options[key]
-            if default is not None:
-                assert type(value) is type(default), (key, value, default)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_builds_valid_configs_holding_its_settings(name) -> None:
     preset = PRESETS[name]
-    for section, (command, _) in SECTIONS.items():
+    for section in SECTIONS:
         config = preset_config(preset, section)
         for key, value in getattr(preset, section).items():
-            expected = (value or None) if key in ZERO_IS_NONE[command] else value
-            assert getattr(config, key) == expected, (section, key)
+            assert getattr(config, key) == value, (section, key)
+
+
+def test_apply_preset_fills_only_what_the_caller_did_not_give() -> None:
+    """The library applies a preset without the command line: the caller's values win, the preset
+    fills the rest, the config defaults fill what neither sets."""
+    configs = apply_preset(
+        "seed-003",
+        model={"dropout": 0.1, "units": 32},
+        training={"epochs": 2, "reduce_lr_factor": 0.5},
+        prepare={"limit": 50},
+    )
+    assert (configs.model.arch, configs.model.level, configs.model.embedding_dim) == ("lstm", "char", 64)
+    assert (configs.model.dropout, configs.model.units) == (0.1, 32)
+    assert configs.training.epochs == 2 and configs.training.optimizer == "rmsprop"
+    assert configs.training.reduce_lr_factor == 0.5  # given; the preset turns it off
+    assert configs.training.learning_rate == TrainConfig().learning_rate  # neither sets it
+    assert configs.prepare.limit == 50 and configs.prepare.min_count == 1
+    assert apply_preset(None, training={"epochs": 3}).training == TrainConfig(epochs=3)
+    assert apply_preset(None).model == ModelConfig()
+
+
+def test_apply_preset_reports_an_invalid_given_value_by_its_field() -> None:
+    with pytest.raises(ConfigError) as info:
+        apply_preset("seed-000", training={"epochs": 0})
+    assert info.value.field == "epochs"
 
 
 def test_the_default_preset_gives_what_its_description_promises() -> None:
@@ -100,10 +110,11 @@ def test_an_unknown_preset_is_a_config_error_listing_the_choices() -> None:
 
 
 @pytest.mark.parametrize("command", ["prepare", "train"])
-def test_the_preset_option_help_names_every_preset(command) -> None:
+def test_the_preset_option_help_says_what_each_preset_is(command) -> None:
     (option,) = [p for p in typer.main.get_command(app).commands[command].params if p.name == "preset"]
-    for name in PRESETS:
-        assert name in option.help, name
+    for name, preset in PRESETS.items():
+        assert f"{name}: {preset.description}" in option.help, name
+    assert "character-level LSTM, 256 units, RMSprop" in PRESETS["seed-003"].description
 
 
 # --------------------------------------------------------------------------------------------------
@@ -111,11 +122,14 @@ def test_the_preset_option_help_names_every_preset(command) -> None:
 
 
 @pytest.mark.parametrize("command", ["prepare", "train"])
-def test_an_unknown_preset_on_the_command_line_is_one_error_line(tmp_path, tiny_corpus, command) -> None:
+def test_an_unknown_preset_on_the_command_line_is_a_usage_error_listing_the_choices(
+    tmp_path, tiny_corpus, command
+) -> None:
     args = [command, tiny_corpus] if command == "prepare" else [command]
-    line = assert_error(
-        nmt(*args, "--workspace", tmp_path / "ws", "--preset", "seed-999"), "--preset", "seed-999"
-    )
+    result = nmt(*args, "--workspace", tmp_path / "ws", "--preset", "seed-999")
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("nmt: error: ") and "--preset" in line and "seed-999" in line
     for name in PRESETS:
         assert name in line
     assert not (tmp_path / "ws").exists()

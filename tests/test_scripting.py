@@ -105,10 +105,17 @@ def test_a_real_process_prints_only_json_on_stdout_and_nothing_on_stderr(tiny_ru
 # Exit codes: 0 ok, 1 error, 2 usage, 130 interrupted (the last is tested in test_cli.py)
 
 
-def test_no_command_shows_help_and_exits_2() -> None:
+def test_no_command_shows_help_once_and_exits_2() -> None:
     result = nmt()
     assert result.exit_code == 2
-    assert "Usage" in result.stdout and "translate" in result.stdout
+    assert result.stdout.count("Usage") == 1 and "translate" in result.stdout
+    assert result.stdout.strip() == nmt("--help").stdout.strip()
+
+
+def test_a_real_bare_nmt_prints_the_help_once(tmp_path) -> None:
+    result = subprocess.run([NMT], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stdout.count("Usage") == 1 and result.stderr == ""
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ def check_picture_path(path: str | os.PathLike) -> None:
     suffix = Path(path).suffix.lower()
     if suffix not in PICTURE_FORMATS:
         raise ConfigError(
-            f"--attention {path}: the file name must end in {', '.join(PICTURE_FORMATS)} "
+            f"`attention` {path}: the file name must end in {', '.join(PICTURE_FORMATS)} "
             "(or give - for a table on stderr)"
         )
     require_matplotlib()

@@ -104,7 +104,7 @@ def _decode(raw: bytes, encoding: str, where: str, hint: str) -> str:
         raise CorpusError(f"unknown encoding {encoding!r}") from None
 
 
-_ENCODING_HINT = "convert it to UTF-8 or pass --encoding"
+_ENCODING_HINT = "convert it to UTF-8 or pass `encoding`"
 
 # The longest line (in bytes) read from any text file: a corpus line, an input sentence, a CSV record.
 # Far above any sentence (fra.txt's longest line is 0.6 KB); it bounds memory on /dev/zero or a
@@ -271,7 +271,7 @@ def detect_format(path: Path, target_path: Path | None, name: str | None = None)
     if b"," in first:
         return "csv"
     raise CorpusError(
-        f"{name}: cannot tell the format (no tab found); pass --format tsv|csv, "
+        f"{name}: cannot tell the format (no tab found); pass `format` tsv or csv, "
         "or give a second file for aligned plain-text files"
     )
 
@@ -303,7 +303,7 @@ class _BadLines:
 
     def __call__(self, message: str) -> None:
         if self.policy == "error":
-            raise CorpusError(f"{message} (pass --on-bad-line skip to drop such lines)")
+            raise CorpusError(f"{message} (pass `on_bad_line` skip to drop such lines)")
         self.count += 1
         if self.policy == "warn" and self.warn is not None:
             self.warn(f"warning: {message}; skipped")
@@ -327,7 +327,7 @@ def _read_tsv(corpus: CorpusFile, config: PrepareConfig, bad: _BadLines) -> Iter
         if most is not None and len(fields) > most:
             bad(
                 f"{where}: expected 2 or 3 tab-separated columns (source, target, attribution), found "
-                f"{len(fields)}; pick columns with --source-column/--target-column"
+                f"{len(fields)}; pick columns with `source_column`/`target_column`"
             )
             continue
         yield Pair(fields[src], fields[tgt], where)
@@ -421,8 +421,8 @@ def _check_two_files(path: Path, target_path: Path | None, fmt: str) -> None:
         return
     if fmt in ("tsv", "csv"):
         raise CorpusError(
-            f"{target_path}: --format {fmt} reads one file; a second file is only for aligned "
-            "plain-text files (--format aligned)"
+            f"{target_path}: `format` {fmt} reads one file; a second file is only for aligned "
+            "plain-text files (`format` aligned)"
         )
     with contextlib.suppress(OSError):
         if str(path) != "-" and str(target_path) != "-" and os.path.samefile(path, target_path):
@@ -477,7 +477,7 @@ def _pairs(
         fmt = detect_format(source.path, target.path if target else None, source.name)
     if fmt == "aligned":
         if target is None:
-            raise CorpusError("--format aligned needs two files: SOURCE_FILE TARGET_FILE")
+            raise CorpusError("`format` aligned needs two files: a source file and a target file")
         pairs = _read_aligned(source, target, config)
     elif fmt == "csv":
         pairs = _read_csv(source, config, bad)
@@ -534,7 +534,7 @@ def assign_splits(source_digests: np.ndarray, valid_size: float, test_size: floa
     if n_valid + n_test >= len(sources):
         raise CorpusError(
             f"only {len(sources)} distinct source sentences: too few for {n_valid} validation and "
-            f"{n_test} test sentences plus training; use a larger corpus or smaller --valid-size/--test-size"
+            f"{n_test} test sentences plus training; use a larger corpus or smaller `valid_size`/`test_size`"
         )
     order = np.random.default_rng(seed).permutation(len(sources))
     split_of_source = np.zeros(len(sources), np.int8)
@@ -578,7 +578,7 @@ def prepare(
         ):
             raise DataError(
                 f"{given}: lies inside {output_dir}, which preparing replaces; move the corpus out "
-                "of that folder or choose another --output"
+                "of that folder or choose another `output`"
             )
     ensure_folder(output_dir.parent, DataError)
     check_replaceable(output_dir, "manifest.json", "prepared data", DataError, known=DATA_FILES)
@@ -644,7 +644,7 @@ def _prepare_from(
     if not keep.any():
         raise CorpusError(
             f"{corpus.name}: no pairs left after filtering ({_describe_drops(dropped)}); "
-            "check the column options and --max-words/--max-chars"
+            "check the column options and `max_words`/`max_chars`"
         )
     sources = np.frombuffer(source_digests, np.uint64)[keep]
     split_of = np.full(len(keep), -1, np.int8)
@@ -766,7 +766,7 @@ class PreparedData:
     def load(cls, path: str | os.PathLike) -> PreparedData:
         path = Path(path)
         if not (path / "manifest.json").is_file():
-            raise DataError(f"{path}: no prepared data here; run `nmt prepare CORPUS` first (or pass --data)")
+            raise DataError(f"{path}: no prepared data here; run `nmt prepare CORPUS` first (or pass `data`)")
         file = path / "manifest.json"
         try:
             manifest = read_json_file(file, {"format_version": Any}, error=DataError)
@@ -824,6 +824,26 @@ class PreparedData:
 
     def vectorizer(self, side: str, level: str) -> Vectorizer:
         return Vectorizer.load(level, self.path / "vocab" / f"{side}.{level}.txt")
+
+    def held_out(
+        self, split: str, trained_on: dict[str, Any] | None, model: str
+    ) -> tuple[list[str], list[list[str]]]:
+        """Sources and grouped references of ``split`` for scoring a model trained on this data.
+
+        ``trained_on`` is the data manifest the model was trained with (None for models that kept
+        none). When it names another corpus or other settings, this folder's held-out split may hold
+        the model's training pairs, so that is a ``DataError`` rather than an inflated score.
+        """
+        if trained_on is not None and (trained_on.get("corpus"), trained_on.get("settings")) != (
+            self.manifest.get("corpus"),
+            self.manifest.get("settings"),
+        ):
+            raise DataError(
+                f"{self.path} was prepared from other data or settings than {model} was trained on, "
+                "so its test split may overlap training; score files of your own with `source` and "
+                "`reference`"
+            )
+        return group_references(self.pairs(split))
 
     def max_length(self, side: str, level: str) -> int:
         return int(self.manifest["max_length"][level][side])

@@ -1,14 +1,45 @@
 """The project's exceptions.
 
 Library code raises these; the command line turns them into one line on stderr and exit code 1
-(see ``cli.main``). Messages say what is wrong, where, and what to do next.
+(see ``nmtcli.cli``). Messages say what is wrong, where, and what to do next, in library terms:
+a setting is named by its config field, in backquotes when it is not the first word (```encoding```),
+and the command line writes each as its flag (``--encoding``) with ``for_command_line``.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+
+_SETTING = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def flag(name: str) -> str:
+    """The command-line flag of setting ``name``: ``on_bad_line`` -> ``--on-bad-line``."""
+    return "--" + name.replace("_", "-")
+
 
 class NmtError(Exception):
     """Base class of every error nmtcli reports to the user."""
+
+    def for_command_line(self, flags: Mapping[str, str] | None = None) -> str:
+        """The message with each setting in backquotes written as its flag.
+
+        ``flags`` maps setting names to the flags of the command being run; a setting it does not
+        hold keeps its backquotes (that command has no such option). None: every setting becomes
+        ``--setting-name``.
+        """
+        return _with_flags(str(self), flags)
+
+
+def _with_flags(message: str, flags: Mapping[str, str] | None) -> str:
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if flags is None:
+            return flag(name)
+        return flags.get(name, match.group(0))
+
+    return _SETTING.sub(replace, message)
 
 
 class ConfigError(NmtError, ValueError):
@@ -22,11 +53,12 @@ class ConfigError(NmtError, ValueError):
         super().__init__(message)
         self.field = field
 
-    def for_command_line(self) -> str:
+    def for_command_line(self, flags: Mapping[str, str] | None = None) -> str:
         message = str(self)
         if self.field and message.startswith(self.field):
-            return "--" + self.field.replace("_", "-") + message[len(self.field) :]
-        return message
+            name = (flags or {}).get(self.field) or flag(self.field)
+            message = name + message[len(self.field) :]
+        return _with_flags(message, flags)
 
 
 class CorpusError(NmtError):

@@ -113,7 +113,7 @@ def evaluate(
     decoding = translator.effective(decoding_config(decoding, **options))
     if not sources:
         raise DataError(
-            "nothing to score: no source sentences (is the split empty? see --test-size, --source)"
+            "nothing to score: no source sentences (is the split empty? see `test_size`, `source`)"
         )
     if len(references) != len(sources):
         raise DataError(f"{len(sources)} source sentences but {len(references)} sets of references")

@@ -172,19 +172,19 @@ def check_replaceable(
     output. ``known`` are the patterns of the files of such an output, for folders written before
     nmt kept a list of them."""
     if folder.is_symlink() and not folder.exists():
-        raise error(f"{folder}: is a broken symlink; choose another --output")
+        raise error(f"{folder}: is a broken symlink; choose another `output`")
     if folder.exists() and not folder.is_dir():
-        raise error(f"{folder}: exists and is not a folder; choose another --output")
+        raise error(f"{folder}: exists and is not a folder; choose another `output`")
     if folder.is_dir() and any(folder.iterdir()) and not (folder / marker).is_file():
         raise error(
-            f"{folder}: folder exists and does not hold {holds}; choose another --output or remove it"
+            f"{folder}: folder exists and does not hold {holds}; choose another `output` or remove it"
         )
     foreign = foreign_files(folder, [marker, *known])
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise error(
             f"{folder}: holds {shown}, which nmt did not write and would delete; "
-            "move it out of the folder or choose another --output"
+            "move it out of the folder or choose another `output`"
         )
 
 
@@ -200,7 +200,7 @@ def replace_dir(tmp_dir: Path, folder: Path, known: Iterable[str] = ()) -> None:
         if foreign:
             raise NmtError(
                 f"{folder}: holds {', '.join(foreign[:3])}, which nmt did not write and would delete; "
-                "move it out of the folder or choose another --output"
+                "move it out of the folder or choose another `output`"
             )
     old = None
     if folder.exists():

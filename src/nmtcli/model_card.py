@@ -310,12 +310,12 @@ def plot_model_requirements() -> str | None:
         return None
     if not has_pydot and not has_dot:
         return (
-            f"--plot-model needs the pydot package and Graphviz's dot program: {PYDOT_HINT}, "
+            f"`plot_model` needs the pydot package and Graphviz's dot program: {PYDOT_HINT}, "
             f"and {GRAPHVIZ_HINT}"
         )
     if not has_pydot:
-        return f"--plot-model needs the pydot package: {PYDOT_HINT}"
-    return f"--plot-model needs Graphviz's dot program on PATH: {GRAPHVIZ_HINT}"
+        return f"`plot_model` needs the pydot package: {PYDOT_HINT}"
+    return f"`plot_model` needs Graphviz's dot program on PATH: {GRAPHVIZ_HINT}"
 
 
 def check_picture_path(path: str | os.PathLike) -> Path:
@@ -349,5 +349,5 @@ def plot_model_picture(run_dir: str | os.PathLike, path: str | os.PathLike, dpi:
         try:
             keras.utils.plot_model(graph, to_file=str(tmp), show_shapes=True, show_layer_names=True, dpi=dpi)
         except ImportError as exc:  # pydot present but Graphviz unusable
-            raise NmtError(f"--plot-model: {exc} ({GRAPHVIZ_HINT})") from None
+            raise NmtError(f"`plot_model`: {exc} ({GRAPHVIZ_HINT})") from None
     return path

@@ -1,25 +1,39 @@
-"""Named recipes: settings for ``nmt prepare`` and ``nmt train`` that are known to work together.
+"""Named recipes: prepare, model and training settings known to work together.
 
-Values are those of the command-line options (0 turns an option off, as on the command line). A
-preset only fills in options the user did not give, so ``nmt train --preset seed-003 --epochs 5``
-runs the seed-003 recipe for 5 epochs. The measured results of each recipe are in docs/results.md.
+A preset is a set of config overrides in library terms (``None`` turns a setting off, as in the
+configs). ``apply_preset`` builds the configs: the caller's own settings first, then the preset's,
+then the configs' defaults, so ``apply_preset("seed-003", training={"epochs": 5})`` runs the
+seed-003 recipe for 5 epochs. ``nmt prepare --preset`` and ``nmt train --preset`` pass the options
+the user typed. The measured results of each recipe are in docs/results.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
+from .config import ModelConfig, PrepareConfig, TrainConfig
 from .errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Preset:
+    """A recipe: ``description`` says what it is in a line; each section overrides one config's fields."""
+
     name: str
     description: str
     prepare: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+
+
+class PresetConfigs(NamedTuple):
+    """The configs a preset and the caller's settings make together."""
+
+    prepare: PrepareConfig
+    model: ModelConfig
+    training: TrainConfig
 
 
 # The seeds' plain settings, shared by their presets: no dropout, untied output layer, no label
@@ -28,7 +42,7 @@ SEED_MODEL = {"dropout": 0.0, "tie_embeddings": False}
 SEED_TRAINING = {
     "patience": 0,
     "label_smoothing": 0.0,
-    "reduce_lr_factor": 0.0,
+    "reduce_lr_factor": None,
     "bleu_sample": 0,
     "early_stopping_metric": "loss",
 }
@@ -43,7 +57,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "seed-000",
-            "seed 000: word-level LSTM on the first 1,500 pairs, Adam, batch 8, 35 epochs",
+            "word-level LSTM, 256 units, Adam, batch 8, 35 epochs, first 1,500 pairs (seed 000)",
             prepare={"limit": 1500, "min_count": 1},
             model={
                 "arch": "lstm",
@@ -61,8 +75,8 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "seed-002",
-            "seed 002: word-level GRU with attention as in TensorFlow's NMT-with-attention tutorial "
-            "(first 30,000 pairs, embedding 256, 1024 units, Adam, batch 64, 10 epochs)",
+            "word-level GRU with attention, 1024 units, Adam, batch 64, 10 epochs, first 30,000 pairs "
+            "(seed 002, TensorFlow's NMT-with-attention tutorial)",
             prepare={"limit": 30000, "min_count": 1},
             model={
                 "arch": "gru-attention",
@@ -80,8 +94,8 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "seed-003",
-            "seed 003 (keras.io lstm_seq2seq): character-level LSTM 256 on the first 10,000 pairs, RMSprop, "
-            "batch 64, 100 epochs",
+            "character-level LSTM, 256 units, RMSprop, batch 64, 100 epochs, first 10,000 pairs "
+            "(seed 003, keras.io lstm_seq2seq)",
             prepare={"limit": 10000, "min_count": 1},
             model={
                 "arch": "lstm",
@@ -108,3 +122,23 @@ def get_preset(name: str) -> Preset:
         raise ConfigError(
             f"preset must be one of {', '.join(PRESETS)}; got {name!r}", field="preset"
         ) from None
+
+
+def apply_preset(
+    name: str | None,
+    model: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+    prepare: Mapping[str, Any] | None = None,
+) -> PresetConfigs:
+    """The configs of preset ``name`` (None: no preset) with the caller's settings on top.
+
+    ``model``, ``training`` and ``prepare`` hold only the settings the caller chose, by config field
+    name; the preset fills the rest, and the configs' defaults fill what neither sets. Raises
+    ``ConfigError`` for an unknown preset or an invalid value (its ``field`` names the setting).
+    """
+    preset = get_preset(name) if name is not None else Preset("none", "")
+    return PresetConfigs(
+        prepare=PrepareConfig(**{**preset.prepare, **(prepare or {})}),
+        model=ModelConfig(**{**preset.model, **(model or {})}),
+        training=TrainConfig(**{**preset.training, **(training or {})}),
+    )

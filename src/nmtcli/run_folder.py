@@ -81,6 +81,7 @@ EVALUATION = "evaluation.json"
 MLFLOW_RECORD = "mlflow.json"
 BACKUP = "backup"
 CURVES = "curves.png"
+EXPORT = "export"  # where `nmt export` writes unless told, beside model.keras
 TENSORBOARD = "tensorboard"
 # What a translator reads; all but the model are written once, before training starts.
 CHECKED_FILES = (CONFIG, VOCABULARIES["source"], VOCABULARIES["target"], MANIFEST, MODEL)
@@ -161,6 +162,11 @@ class RunFolder:
     def curves_path(self) -> Path:
         """Where ``nmt plot`` draws one run's curves by default."""
         return self.path / CURVES
+
+    @property
+    def export_dir(self) -> Path:
+        """Where ``nmt export`` writes the run's SavedModel by default."""
+        return self.path / EXPORT
 
     @property
     def tensorboard_dir(self) -> Path:

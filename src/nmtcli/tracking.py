@@ -49,7 +49,7 @@ def import_mlflow() -> ModuleType:
         import mlflow
     except ImportError as exc:
         what = "is not installed" if exc.name in (None, "mlflow") else f"cannot be imported ({exc})"
-        raise ConfigError(f"--mlflow needs MLflow, which {what}; install it with: {INSTALL_HINT}") from None
+        raise ConfigError(f"`mlflow` needs MLflow, which {what}; install it with: {INSTALL_HINT}") from None
     if "MLFLOW_LOGGING_LEVEL" not in os.environ:
         # "Creating initial MLflow database tables..." and the like are not for our users.
         logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -62,7 +62,7 @@ def require_tensorboard() -> None:
         import tensorboard  # noqa: F401
     except ImportError:
         raise ConfigError(
-            "--tensorboard needs TensorBoard, which is not installed; "
+            "`tensorboard` needs TensorBoard, which is not installed; "
             "install it with: pip install 'nmtcli[tensorboard]'"
         ) from None
 
@@ -163,7 +163,7 @@ class MlflowTracker:
         if run is None:
             raise TrackingError(
                 f"{run_dir}: MLflow run {record['run_id']} is not in the store {tracker.uri}; "
-                "pass the store that holds it with --mlflow-uri"
+                "pass the store that holds it with `mlflow_uri`"
             )
         tracker.run_id = record["run_id"]
         tracker.experiment_id = run.info.experiment_id
@@ -201,7 +201,7 @@ class MlflowTracker:
         if found.lifecycle_stage != "active":
             raise TrackingError(
                 f"MLflow experiment {self.experiment!r} is deleted in {self.uri}; "
-                "restore it or choose another --experiment"
+                "restore it or choose another `experiment`"
             )
         return found.experiment_id
 

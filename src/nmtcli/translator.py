@@ -204,7 +204,7 @@ class Translator:
             where = f"{self.run_dir}: " if self.run_dir else ""
             raise ModelError(
                 f"{where}this {self.config.arch} model has no attention to show; "
-                "train one with --arch gru-attention"
+                "train one with `arch` gru-attention"
             )
         if decoding.beam_size != 1:
             raise ConfigError("attention weights come from greedy search; use beam_size 1", field="beam_size")

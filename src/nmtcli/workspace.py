@@ -67,7 +67,7 @@ class Workspace:
             return self.runs_dir / name
         completed = [run for run in self.runs() if RunFolder(run).is_complete()]
         if not completed:
-            raise ModelError(f"no trained model in {self.runs_dir}; run `nmt train` first (or pass --model)")
+            raise ModelError(f"no trained model in {self.runs_dir}; run `nmt train` first (or pass `model`)")
         return completed[-1]
 
 
@@ -89,7 +89,7 @@ def claim_run(
         run = RunFolder(run_dir)
         resuming = run.is_unfinished() and resume is not False
         if not resuming and run_dir.exists() and any(run_dir.iterdir()):
-            raise ConfigError(f"{run_dir}: output folder exists and is not empty; choose another --output")
+            raise ConfigError(f"{run_dir}: output folder exists and is not empty; choose another `run_dir`")
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = run.lock()
         if lock is None:

@@ -124,8 +124,8 @@ def train(
     task = read_cluster() if train_config.distribute == "multi-worker" else None
     if task is not None and run_dir is None:
         raise ConfigError(
-            "output must name the run folder with --distribute multi-worker, the same on every worker",
-            field="output",
+            "run_dir must name the run folder with `distribute` multi-worker, the same on every worker",
+            field="run_dir",
         )
     level = model_config.level
     model_config = replace(

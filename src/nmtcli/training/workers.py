@@ -27,7 +27,7 @@ def worker_folder(run_dir: Path, resume: bool | None, task: ClusterTask) -> tupl
     if not resuming and resume:
         raise ModelError(f"{run_dir}: no interrupted run to resume here (as seen by {task.name})")
     if not resuming and (run_dir / STATE).exists():
-        raise ConfigError(f"{run_dir}: output folder exists and is not empty; choose another --output")
+        raise ConfigError(f"{run_dir}: output folder exists and is not empty; choose another `run_dir`")
     folder = Path(tempfile.mkdtemp(prefix=f"nmt-{task.task_type}{task.task_index}-"))
     if resuming:  # the chief writes nothing before every worker has joined, so the copy is consistent
         shutil.copytree(run_dir, folder, ignore=shutil.ignore_patterns(LOCK), dirs_exist_ok=True)
