@@ -291,6 +291,13 @@ def prepare(
     min_count: Annotated[
         int, typer.Option(help="Keep tokens seen at least this often in training data.")
     ] = 2,
+    subword_size: Annotated[
+        int, typer.Option(help="Pieces per subword (SentencePiece) model, 256 byte pieces included.")
+    ] = 8000,
+    subword_type: Annotated[str, typer.Option(help="Subword model: unigram | bpe.")] = "unigram",
+    joint_subwords: Annotated[
+        bool, typer.Option(help="One subword model for both sides (--no-joint-subwords: one per side).")
+    ] = True,
     preset: PresetOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -319,6 +326,9 @@ def prepare(
         seed=seed,
         max_vocab=max_vocab or None,
         min_count=min_count,
+        subword_size=subword_size,
+        subword_type=subword_type,
+        joint_subwords=joint_subwords,
     )
     output = output or _workspace(workspace).data_dir
     manifest = prepare_corpus(
@@ -348,7 +358,9 @@ def _print_prepare_summary(manifest: dict[str, Any], output: Path) -> None:
             table.add_row(f"  dropped: {reason.replace('_', ' ')}", f"{count:,}")
     for split in ("train", "valid", "test"):
         table.add_row(f"{split} pairs (sources)", f"{counts[split]:,} ({counts[split + '_sources']:,})")
-    for level in ("word", "char"):
+    for level in ("word", "char", "subword"):
+        if level not in manifest["vocab_size"]:
+            continue
         sizes = manifest["vocab_size"][level]
         unk = manifest["unk_rate"][level]["valid"]
         table.add_row(f"{level} vocab source / target", f"{sizes['source']:,} / {sizes['target']:,}")
@@ -373,8 +385,8 @@ def train(
             show_default=False,
         ),
     ] = None,
-    arch: Annotated[str, typer.Option(help="lstm | gru-attention.")] = ModelConfig.arch,
-    level: Annotated[str, typer.Option(help="word | char.")] = ModelConfig.level,
+    arch: Annotated[str, typer.Option(help="lstm | gru-attention | transformer.")] = ModelConfig.arch,
+    level: Annotated[str, typer.Option(help="word | char | subword.")] = ModelConfig.level,
     epochs: Annotated[int, typer.Option(help="Most epochs to train.")] = TrainConfig.epochs,
     batch_size: Annotated[
         int, typer.Option("--batch-size", "-b", help="Sentence pairs per batch.")
@@ -384,6 +396,9 @@ def train(
         int, typer.Option(help="Recurrent units (per direction in the encoder).")
     ] = ModelConfig.units,
     dropout: Annotated[float, typer.Option(help="Dropout on embeddings and outputs.")] = ModelConfig.dropout,
+    layers: Annotated[int, typer.Option(help="Transformer: layers per stack.")] = ModelConfig.layers,
+    heads: Annotated[int, typer.Option(help="Transformer: attention heads.")] = ModelConfig.heads,
+    ff_dim: Annotated[int, typer.Option(help="Transformer: feed-forward width.")] = ModelConfig.ff_dim,
     tie_embeddings: Annotated[
         bool, typer.Option(help="Output layer shares the target embedding matrix (fewer parameters).")
     ] = ModelConfig.tie_embeddings,
@@ -488,6 +503,9 @@ def train(
             units=units,
             dropout=dropout,
             tie_embeddings=tie_embeddings,
+            layers=layers,
+            heads=heads,
+            ff_dim=ff_dim,
         ),
     )
     options = _with_preset(

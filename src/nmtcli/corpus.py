@@ -42,6 +42,7 @@ from .files import (
     replace_dir,
     sha256_file,
 )
+from .subwords import prepare_subwords
 from .vectorizers import JOINER, UNK_ID, Vectorizer, Vocabulary, make_tokenizer
 
 DATA_FORMAT_VERSION = 1
@@ -484,6 +485,10 @@ def _prepare_into(
             for level in LEVELS
         },
     }
+    subwords = prepare_subwords(out, config)  # vocab/{side}.subword.txt and .model
+    for key in ("vocab_size", "max_length", "unk_rate"):
+        manifest[key]["subword"] = subwords[key]
+    manifest["subword"] = subwords["subword"]
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
 

@@ -7,6 +7,8 @@
       model.keras          best weights (no optimizer state), loads in Keras safe mode
       vocab/source.txt     source vocabulary (one token per line)
       vocab/target.txt     target vocabulary
+      vocab/source.model   subword level only: the SentencePiece models (see ``subwords``)
+      vocab/target.model
       data-manifest.json   the manifest of the prepared data it was trained on
       history.csv/.json    per-epoch loss, perplexity, time
       checksums.json       SHA-256 of the files above that a translator reads; checked at load
@@ -23,6 +25,7 @@ which must lie inside the folder and match their checksums.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,8 @@ MODEL_FORMAT_VERSION = 1
 CHECKSUMS = "checksums.json"
 # What a translator reads; all but the model are written once, before training starts.
 CHECKED_FILES = ("config.json", "vocab/source.txt", "vocab/target.txt", "data-manifest.json", "model.keras")
+# Read, and so checked, where present: the subword level's SentencePiece models.
+OPTIONAL_CHECKED_FILES = ("vocab/source.model", "vocab/target.model")
 
 
 def write_config(run_dir: Path, model_config: ModelConfig, train_config: TrainConfig, data_dir: Path) -> None:
@@ -59,6 +64,8 @@ def copy_data_files(run_dir: Path, data_dir: Path, level: str) -> None:
     (run_dir / "vocab").mkdir(exist_ok=True)
     for side in ("source", "target"):
         shutil.copyfile(data_dir / "vocab" / f"{side}.{level}.txt", run_dir / "vocab" / f"{side}.txt")
+        if level == "subword":  # the SentencePiece model beside its piece list (see subwords.py)
+            shutil.copyfile(data_dir / "vocab" / f"{side}.subword.model", run_dir / "vocab" / f"{side}.model")
     shutil.copyfile(data_dir / "manifest.json", run_dir / "data-manifest.json")
 
 
@@ -100,7 +107,8 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 def write_checksums(run_dir: Path, model_digests: list[str]) -> None:
     """Record the digests of the folder's files; ``model.keras`` may be given several accepted ones."""
     digests: dict[str, list[str]] = {}
-    for name in CHECKED_FILES[:-1]:
+    present = [name for name in OPTIONAL_CHECKED_FILES if (run_dir / name).exists()]
+    for name in [*CHECKED_FILES[:-1], *present]:
         digests[name] = [sha256_file(run_dir / name)]
     digests["model.keras"] = model_digests
     atomic_write_json(run_dir / CHECKSUMS, digests)
@@ -143,7 +151,12 @@ def verify_folder(run_dir: Path) -> None:
         raise ModelError(f"{run_dir}: no {CHECKSUMS}; not a complete nmtcli model folder") from None
     except (OSError, ValueError) as exc:
         raise ModelError(f"{run_dir / CHECKSUMS}: unreadable ({exc})") from None
-    for name in CHECKED_FILES:
+    optional = [
+        name
+        for name in OPTIONAL_CHECKED_FILES
+        if os.path.lexists(run_dir / name) or (isinstance(recorded, dict) and name in recorded)
+    ]
+    for name in [*CHECKED_FILES, *optional]:
         path = run_dir / name
         if not path.resolve().is_relative_to(root):
             raise ModelError(f"{path}: points outside the model folder; refusing to read it")
