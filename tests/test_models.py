@@ -192,6 +192,8 @@ def readout_growth(arch: str, embedding_dim: int, units: int) -> int:
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 @pytest.mark.parametrize(("embedding_dim", "units"), [(16, 16), (8, 16)], ids=["E=u", "E<u"])
 def test_tying_drops_exactly_the_output_kernel(arch, embedding_dim, units) -> None:
+    if arch == "transformer" and embedding_dim != units:
+        pytest.skip("the transformer's embedding size is its units (d_model)")
     untied = built_model(arch, embedding_dim=embedding_dim, units=units, tie_embeddings=False)
     tied = built_model(arch, embedding_dim=embedding_dim, units=units, tie_embeddings=True)
     kernel = units * TARGET_VOCAB

@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from .base import Seq2Seq
@@ -97,7 +98,7 @@ class CachedMultiHeadAttention(keras.layers.MultiHeadAttention):
         scores = ops.cast(scores, "float32") * (1.0 / math.sqrt(self.key_dim))
         if mask is not None:
             scores = ops.where(ops.expand_dims(mask, 1), scores, _MASKED)
-        weights = ops.softmax(scores, axis=-1)
+        weights = tf.nn.softmax(scores, axis=-1)  # keras.ops warns on one key (the first decoding step)
         dropped = self.weights_dropout(weights, training=training)
         context = ops.einsum("bhts,bshd->bthd", ops.cast(dropped, values.dtype), values)
         return self.output_dense(context), weights
@@ -279,8 +280,6 @@ class TransformerSeq2Seq(Seq2Seq):
 
     def initial_state(self, memory):
         """An empty cache: ``2 L`` tensors ``[B, 0, H, D]`` whose time axis is declared unknown."""
-        import tensorflow as tf
-
         batch = tf.shape(memory[0])[0]
         empty = tf.zeros(
             tf.stack([batch, 0, self.num_heads, self.units // self.num_heads]), dtype=self.compute_dtype
