@@ -149,3 +149,44 @@ def test_every_line_of_the_real_corpora_round_trips(corpus):
     failures = [line for line in lines if vectorizer.decode(vectorizer.encode(line)) != line]
     assert failures == []
     assert all(unicodedata.is_normalized("NFC", line) for line in lines[:1000])
+
+
+def test_nmt_prepare_and_train_at_subword_level_give_a_run_that_translates(tmp_path, tiny_corpus):
+    """`nmt prepare` + `nmt train --level subword --arch gru-attention`: the run folder carries the
+    SentencePiece models under its checksums, and `nmt translate` uses them."""
+    from typer.testing import CliRunner
+
+    from nmtcli.cli import app
+    from nmtcli.errors import ModelError
+    from nmtcli.model_folder import verify_folder
+
+    def nmt(*args):
+        result = CliRunner().invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+        return result
+
+    workspace = tmp_path / "ws"
+    split = ["--valid-size", "10", "--test-size", "10", "--seed", "1"]
+    nmt("prepare", tiny_corpus, "-w", workspace, *split, "--subword-size", "300", "--subword-type", "bpe")
+    manifest = json.loads((workspace / "data" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["settings"]["subword_type"] == "bpe" and manifest["subword"]["size"] == 300
+    options = ["--embedding-dim", "16", "--units", "32", "--epochs", "2", "--batch-size", "16"]
+    result = nmt(
+        "train", "-w", workspace, "--level", "subword", "--arch", "gru-attention", *options, "--json"
+    )
+    run = Path(json.loads(result.stdout)["run"])
+    for side in ("source", "target"):
+        assert (run / "vocab" / f"{side}.model").read_bytes() == (
+            workspace / "data" / "vocab" / f"{side}.subword.model"
+        ).read_bytes()
+    checksums = json.loads((run / "checksums.json").read_text(encoding="utf-8"))
+    assert {"vocab/source.model", "vocab/target.model"} <= set(checksums)
+
+    translated = nmt("translate", "-w", workspace, "red cat runs.", "日本").stdout.splitlines()
+    assert len(translated) == 2 and "<unk>" not in " ".join(translated)
+
+    # A SentencePiece model changed after training is refused, as any other file of the run.
+    model = run / "vocab" / "target.model"
+    model.write_bytes(model.read_bytes() + b"\0")
+    with pytest.raises(ModelError, match="target.model"):
+        verify_folder(run)
