@@ -47,7 +47,8 @@ def test_characters_never_seen_in_training_fall_back_to_bytes_not_unk():
 @pytest.mark.parametrize("model_type", ["unigram", "bpe"])
 def test_round_trip_is_exact_on_awkward_text(model_type):
     vectorizer = SubwordVectorizer(train_subwords(SENTENCES, size=400, model_type=model_type))
-    for text in ["a  b", "tab\there", "x", "«  »", "ﬁ ligature", "e\u0301 combining", "..."]:
+    awkward = ["a  b", "tab\there", "x", "«  »", "ﬁ ligature", "e\u0301 combining", "...", "▁x y", "a▁▁b"]
+    for text in awkward:
         assert vectorizer.decode(vectorizer.encode(text)) == text
 
 

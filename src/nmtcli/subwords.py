@@ -33,6 +33,17 @@ MODEL_SUFFIX = ".model"
 MAX_MODEL_BYTES = 64 * 2**20  # 8,000 pieces take ~0.2 MB; a million still fit
 # SentencePiece's own limit on one training sentence, in bytes; longer ones it skips.
 MAX_SENTENCE_BYTES = 4192
+# SentencePiece reads U+2581 in its input as a space; our text passes it as a noncharacter (which
+# becomes bytes) and gets it back on decoding, so that a literal U+2581 survives the round trip.
+META, META_STANDIN = "\u2581", "\ufdd0"
+
+
+def _escape(text: str) -> str:
+    return text.replace(META, META_STANDIN) if META in text else text
+
+
+def _unescape(text: str) -> str:
+    return text.replace(META_STANDIN, META) if META_STANDIN in text else text
 
 
 def _sentencepiece() -> Any:
@@ -109,7 +120,7 @@ class _Counting:
             sentence = next(self._it)
             if sentence:
                 self.count += 1
-                return sentence
+                return _escape(sentence)
 
 
 class SubwordTokenizer:
@@ -121,10 +132,10 @@ class SubwordTokenizer:
         self.processor = processor
 
     def tokenize(self, text: str) -> list[str]:
-        return self.processor.encode(text, out_type=str)
+        return self.processor.encode(_escape(text), out_type=str)
 
     def detokenize(self, tokens: Iterable[str]) -> str:
-        return self.processor.decode_pieces(list(tokens))
+        return _unescape(self.processor.decode_pieces(list(tokens)))
 
 
 def model_path(path: str | os.PathLike) -> Path:
@@ -159,7 +170,7 @@ class SubwordVectorizer:
         return len(self.vocabulary)
 
     def encode(self, text: str, *, start: bool = False, end: bool = False) -> list[int]:
-        ids = self.processor.encode(text, out_type=int)
+        ids = self.processor.encode(_escape(text), out_type=int)
         if start:
             ids.insert(0, START_ID)
         if end:
@@ -178,7 +189,7 @@ class SubwordVectorizer:
             if i in (PAD_ID, START_ID):
                 continue
             kept.append(i if 0 <= i < size else UNK_ID)
-        return self.processor.decode(kept)
+        return _unescape(self.processor.decode(kept))
 
     def save(self, path: str | os.PathLike) -> None:
         """The piece list at ``path`` and the model beside it (``model_path``), each written atomically."""
