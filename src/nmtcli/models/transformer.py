@@ -39,7 +39,12 @@ weights are ``[out, in]``, so every Keras kernel below is reshaped to ``[in, out
   ``decoder.projection`` <- ``output_projection`` (weight: the target embedding matrix when tied or
   shared, else the Dense kernel transposed; bias: its bias).
 - Vocabulary: ids 0-3 are ``<pad> <unk> <start> <end>``; decoding starts from ``<start>``.
-- Layer norms use epsilon ``LAYER_NORM_EPSILON`` (1e-6).
+- Layer norms use epsilon ``LAYER_NORM_EPSILON`` (1e-5), CTranslate2's default for norms with a
+  beta (``config.layer_norm_epsilon`` may say so explicitly).
+- Special tokens for its config: ``decoder_start_token`` / ``bos_token`` ``<start>``, ``eos_token``
+  ``<end>``, ``unk_token`` ``<unk>``; sources carry neither start nor end id (``add_source_bos`` and
+  ``add_source_eos`` False); the pad piece ``<pad>`` (id 0) is what fairseq's converter renames
+  ``<blank>``.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ from keras import ops
 
 from .base import Seq2Seq
 
-LAYER_NORM_EPSILON = 1e-6
+LAYER_NORM_EPSILON = 1e-5  # PyTorch's and fairseq's; CTranslate2 assumes it unless its config says otherwise
 # Added to the scores of masked keys before the softmax (in float32).
 _MASKED = -1e9
 
