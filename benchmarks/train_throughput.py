@@ -4,7 +4,8 @@ Prepares the first ``--pairs`` pairs of a corpus once (word, char and subword vo
 trains each recipe for ``--epochs`` epoch(s) in this process, one after the other, and prints one
 JSON line per recipe: seconds of the first and the last epoch (the history's ``seconds``; the first
 includes tracing), target and source tokens per second in the last epoch (real tokens of the training
-split at the recipe's level, the end id included) and parameters. Validation BLEU is off, so only the fit and the validation pass are timed.
+split at the recipe's level, the end id included) and parameters. Validation BLEU is off, so only
+the fit and the validation pass are timed.
 
     python benchmarks/train_throughput.py --corpus ../shared/data/spa-eng/spa.txt --pairs 5000
 
