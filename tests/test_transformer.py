@@ -206,3 +206,17 @@ def test_the_trained_run_translates_greedy_beam_and_with_attention(transformer_r
     alignment = translator.attend(lines[:1])[0]
     assert alignment.translation == greedy[0]
     np.testing.assert_allclose(alignment.weights.sum(-1), 1.0, atol=1e-4)
+
+
+def test_mixed_precision_gives_float32_logits_and_decodes():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = transformer(shared=True, dropout=0.1)
+        out = model((SOURCE, np.array([[START_ID, 5]] * len(SOURCE), np.int32)), training=True)
+        assert out.dtype == "float32" and np.isfinite(keras.ops.convert_to_numpy(out)).all()
+        assert model.initial_state(model.encode(SOURCE))[0].dtype == "float16"
+        ids = tf.function(lambda s: model.greedy(s, tf.constant(4)))(tf.constant(SOURCE))
+        assert ids.shape[0] == len(SOURCE)
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -259,7 +259,8 @@ class TransformerSeq2Seq(Seq2Seq):
 
     def _embed(self, embedding, ids, start=0):
         """``ids [B, T] -> [B, T, units]``: scaled embeddings plus positions ``start ... start + T - 1``."""
-        vectors = ops.take(embedding.embeddings, ids, axis=0) * math.sqrt(self.units)
+        # In float32 whatever the policy (under mixed precision the matrix reads as float16).
+        vectors = ops.cast(ops.take(embedding.embeddings, ids, axis=0), "float32") * math.sqrt(self.units)
         positions = sinusoidal_positions(ops.arange(ops.shape(ids)[1]) + start, self.units)
         return ops.cast(vectors + positions[None], self.compute_dtype)
 
