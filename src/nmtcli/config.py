@@ -90,7 +90,7 @@ class PrepareConfig(_Serializable):
     subword_size: int = 8000
     subword_type: str = "unigram"
     joint_subwords: bool = True  # one model for both sides, so a Transformer can share its embeddings
-    subword_sample: int = 2_000_000  # training sentences sampled for the subword model (both sides count)
+    subword_sample: int = 1_000_000  # training sentences sampled for the subword model (both sides count)
 
     def __post_init__(self) -> None:
         _check_choice("format", self.format, FORMATS)

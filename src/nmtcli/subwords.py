@@ -58,7 +58,7 @@ def train_subwords(
     sentences: Iterable[str],
     size: int = 8000,
     model_type: str = "unigram",
-    sample: int = 2_000_000,
+    sample: int = 1_000_000,
     seed: int = 1234,
 ) -> bytes:
     """Train a SentencePiece model on ``sentences``; returns the serialized model.
