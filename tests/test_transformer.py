@@ -167,6 +167,7 @@ def test_heads_must_divide_units():
     assert caught.value.field == "heads"
     with pytest.raises(ConfigError):
         ModelConfig(arch="gru-attention", shared_embeddings=True)
+    assert ModelConfig(arch="transformer", embedding_dim=128, units=64).embedding_dim == 64
 
 
 @pytest.fixture(scope="module")

@@ -139,7 +139,7 @@ class ModelConfig(_Serializable):
     target_vocab_size: int = 0
     max_source_length: int = 0  # longest training source in tokens; longer inputs are truncated
     max_target_length: int = 0  # longest training target in tokens; bounds decoding
-    # The Transformer only (units is its d_model; embedding_dim is not used): layers per stack,
+    # The Transformer only (units is its d_model, and embedding_dim is set to it): layers per stack,
     # attention heads (dividing units) and the feed-forward width.
     layers: int = 3
     heads: int = 4
@@ -169,6 +169,9 @@ class ModelConfig(_Serializable):
         _check_range("target_vocab_size", self.target_vocab_size, 0)
         _check_range("max_source_length", self.max_source_length, 0)
         _check_range("max_target_length", self.max_target_length, 0)
+        if self.arch == "transformer" and self.embedding_dim != self.units:
+            # Its embeddings are d_model wide: recorded as such, so the config says what was built.
+            object.__setattr__(self, "embedding_dim", self.units)
         _check_range("layers", self.layers, 1, 64)
         _check_range("heads", self.heads, 1, 256)
         _check_range("ff_dim", self.ff_dim, 1, 65_536)
