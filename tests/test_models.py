@@ -54,7 +54,8 @@ def test_build_model_picks_the_configured_architecture() -> None:
     for arch, cls in ARCHITECTURES.items():
         built = build_model(tiny_config(arch))
         assert type(built) is cls
-        assert (built.units, built.embedding_dim) == (16, 8)
+        # The transformer's embeddings are d_model (units) wide.
+        assert (built.units, built.embedding_dim) == (16, 16 if arch == "transformer" else 8)
 
 
 def test_output_shape_is_batch_by_time_by_target_vocab(model) -> None:
