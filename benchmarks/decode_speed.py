@@ -36,25 +36,27 @@ def main() -> None:
     parser.add_argument("--compare", choices=["bf16_output"], default=None)
     args = parser.parse_args()
 
+    from nmtcli.config import DecodingConfig
     from nmtcli.translator import Translator
 
     with open(args.corpus, encoding="utf-8") as handle:
         sources = [line.split("\t", 1)[0] for line in handle if "\t" in line][: args.sentences]
     settings = [False, True] if args.compare else [args.bf16_output]
-    translators = {bf16: Translator.load(args.model, bf16_output=bf16) for bf16 in settings}
+    translators = {bf16: Translator.load(args.model) for bf16 in settings}
+    decodings = {
+        bf16: DecodingConfig(batch_size=args.batch_size, beam_size=args.beam_size, bf16_output=bf16)
+        for bf16 in settings
+    }
     seconds: dict[bool, list[float]] = {bf16: [] for bf16 in settings}
     cpu_seconds: dict[bool, list[float]] = {bf16: [] for bf16 in settings}
     outputs: dict[bool, list[str]] = {}
 
-    def translate(translator):
-        return translator.translate(sources, batch_size=args.batch_size, beam_size=args.beam_size)
-
-    for translator in translators.values():  # warm-up: trace the decoder
-        translator.translate(sources[: args.batch_size], batch_size=args.batch_size, beam_size=args.beam_size)
+    for bf16, translator in translators.items():  # warm-up: trace the decoder
+        translator.translate(sources[: args.batch_size], decodings[bf16])
     for _ in range(args.rounds):
         for bf16, translator in translators.items():
             started, cpu_started = time.perf_counter(), time.process_time()
-            outputs[bf16] = translate(translator)
+            outputs[bf16] = translator.translate(sources, decodings[bf16])
             seconds[bf16].append(time.perf_counter() - started)
             cpu_seconds[bf16].append(time.process_time() - cpu_started)
 
@@ -69,8 +71,9 @@ def main() -> None:
         "rounds": args.rounds,
     }
     for bf16, translator in translators.items():
-        name = "bf16" if translator.bf16_active else "float32"
-        if bf16 and not translator.bf16_active:
+        active = translator.effective(decodings[bf16]).bf16_output
+        name = "bf16" if active else "float32"
+        if bf16 and not active:
             name = "bf16_unavailable"  # asked for, but this CPU lacks native bfloat16: float32 ran
         median = statistics.median(seconds[bf16])
         tokens = sum(len(translator.target.tokenizer.tokenize(line)) + 1 for line in outputs[bf16])

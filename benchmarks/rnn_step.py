@@ -1,9 +1,10 @@
 """Milliseconds per training step: the Keras recurrent layers against nmtcli's CPU path (``fast_rnn``),
 or (``--compare bf16_output``) the output layer in float32 against bfloat16.
 
-Two copies of one model (same weights, same optimizer settings), one with ``fast_rnn = False``, take
-turns on the same fixed batch; each round times ``--steps`` steps of each, and the medians over the
-rounds are printed as one JSON line. Taking turns spreads the noise of a shared CPU over both.
+Two copies of one model (same weights, same optimizer settings), one traced inside
+``fast_rnn.keras_layers_only()`` (or without ``bf16.for_training``), take turns on the same fixed
+batch; each round times ``--steps`` steps of each, and the medians over the rounds are printed as
+one JSON line. Taking turns spreads the noise of a shared CPU over both.
 
     python benchmarks/rnn_step.py                      # char-level LSTM 256, shapes of fra.txt 10k
     python benchmarks/rnn_step.py --arch gru-attention --source-vocab 2208 --target-vocab 4321 \\
@@ -17,6 +18,7 @@ size (73 characters; 92 on the target side), batches padded to 15 source and 21 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -60,7 +62,8 @@ def main() -> None:
     import numpy as np
 
     from nmtcli.config import ModelConfig
-    from nmtcli.models import build_model
+    from nmtcli.models import bf16, build_model
+    from nmtcli.models.fast_rnn import keras_layers_only
     from nmtcli.training import masked_loss
 
     config = ModelConfig(
@@ -84,16 +87,21 @@ def main() -> None:
         "bf16_output": (("float32", True, False), ("bf16", True, True)),
     }[args.compare]
     models = {}
-    for name, fast, bf16 in variants:
+    for name, _, _ in variants:
         model = build_model(config)
-        model.fast_rnn, model.bf16_output = fast, bf16
         model.build()
         if models:
             model.set_weights(models[variants[0][0]].get_weights())
         model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss=masked_loss())
         models[name] = model
-    # The first step traces; both must start from the same loss.
-    first = {name: float(model.train_on_batch(inputs, labels)) for name, model in models.items()}
+    # The first step traces, under the speed paths of its variant; both must start from the same loss.
+    first = {}
+    for (name, fast, low), model in zip(variants, models.values(), strict=True):
+        with contextlib.ExitStack() as paths:
+            paths.enter_context(bf16.for_training(low))
+            if not fast:
+                paths.enter_context(keras_layers_only())
+            first[name] = float(model.train_on_batch(inputs, labels))
 
     times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(args.rounds):

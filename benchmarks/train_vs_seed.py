@@ -25,6 +25,7 @@ nmtcli uses its own pipeline (length buckets, masked loss, embeddings of about t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -129,7 +130,7 @@ def run_nmtcli(args) -> dict:
 
     from nmtcli.config import ModelConfig, TrainConfig
     from nmtcli.corpus import PreparedData
-    from nmtcli.models import Seq2Seq
+    from nmtcli.models.fast_rnn import keras_layers_only
     from nmtcli.training import train
     from nmtcli.translator import Translator
 
@@ -151,17 +152,18 @@ def run_nmtcli(args) -> dict:
             jit_compile=args.jit_compile,
             bleu_sample=args.bleu_sample,
         )
-        Seq2Seq.fast_rnn = not args.keras_rnn
         clock = fit_clock()
         started, cpu_started = time.perf_counter(), time.process_time()
-        result = train(
-            model_config,
-            train_config,
-            data_dir=data_dir,
-            run_dir=Path(tmp) / "run",
-            resume=False,
-            callbacks=[clock],
-        )
+        with keras_layers_only() if args.keras_rnn else contextlib.nullcontext():
+            result = train(
+                model_config,
+                train_config,
+                data_dir=data_dir,
+                run_dir=Path(tmp) / "run",
+                resume=False,
+                callbacks=[clock],
+                translator_factory=Translator,
+            )
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
         train_pairs = data.pairs("train")
         flops = (
@@ -195,7 +197,7 @@ def run_nmtcli(args) -> dict:
             "useful_gflops_per_second": round(flops / fit_seconds / 1e9, 1),
             # Over all validation tokens; Keras' val_loss averages batch means weighted by sentences.
             "val_cross_entropy_per_token": round(result.history[-1]["val_cross_entropy"], 4),
-            "val_loss_keras": round(result.history[-1]["val_loss"], 4),
+            "val_objective_keras": round(result.history[-1]["val_objective"], 4),
             "decode_sentences_per_second": round(len(sources) / decode_seconds, 1),
             "decode_batch_size": args.decode_batch,
             "keras": keras.__version__,

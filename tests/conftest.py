@@ -119,6 +119,7 @@ def tiny_run_factory(tmp_path_factory, tiny_data) -> Callable[..., Path]:
         if (arch, level) not in cache:
             from nmtcli.config import ModelConfig, TrainConfig
             from nmtcli.training import train
+            from nmtcli.translator import Translator
             from nmtcli.workspace import Workspace
 
             workspace = Workspace(tmp_path_factory.mktemp(f"ws-{arch}-{level}"))
@@ -127,6 +128,7 @@ def tiny_run_factory(tmp_path_factory, tiny_data) -> Callable[..., Path]:
                 TrainConfig(**TINY_TRAINING),
                 data_dir=tiny_data,
                 workspace=workspace,
+                translator_factory=Translator,
             )
             cache[arch, level] = result.run_dir
         return cache[arch, level]

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from nmtcli.alignment import Alignment, display_token
 from nmtcli.attention import (
-    Alignment,
     check_picture_path,
-    display_token,
     heatmap_table,
     picture_paths,
     require_matplotlib,
@@ -249,3 +248,14 @@ def test_cli_refuses_too_many_lines(tmp_path, tiny_run) -> None:
     result = nmt("translate", "-m", tiny_run, "--attention", tmp_path / "a.png", input="dog.\n" * 101)
     assert_one_line_error(result, "at most 100 lines")
     assert not list(tmp_path.iterdir())
+
+
+def test_the_stream_carries_the_alignments_of_attend(translator) -> None:
+    streamed = list(translator.translate_stream(iter(LINES), attention=True, batch_size=2, chunk_size=2))
+    attended = translator.attend(LINES, batch_size=2)
+    assert [r.translation for r in streamed] == [a.translation for a in attended]
+    for result, alignment in zip(streamed, attended, strict=True):
+        assert result.alignment.target_tokens == alignment.target_tokens
+        np.testing.assert_allclose(result.alignment.weights, alignment.weights, atol=1e-6)
+    with pytest.raises(ConfigError, match="beam_size"):
+        next(translator.translate_stream(LINES, attention=True, beam_size=2))

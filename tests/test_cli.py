@@ -305,7 +305,7 @@ def test_translate_attention_decodes_with_the_same_bf16_setting(tiny_run) -> Non
 
 
 def test_bf16_output_decoding_is_recorded_where_this_cpu_can_run_it(workspace) -> None:
-    from nmtcli.models.base import cpu_has_bf16
+    from nmtcli.models.bf16 import cpu_has_bf16
 
     result = nmt("evaluate", "--workspace", workspace, "--bf16-output", "--json")
     assert_ok(result)

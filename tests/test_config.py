@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from nmtcli.config import ModelConfig, PrepareConfig, TrainConfig
+from nmtcli.config import DecodingConfig, ModelConfig, PrepareConfig, TrainConfig, decoding_config
 from nmtcli.errors import ConfigError, NmtError
 
-CONFIGS = (PrepareConfig, ModelConfig, TrainConfig)
+CONFIGS = (PrepareConfig, ModelConfig, TrainConfig, DecodingConfig)
 
 
 @pytest.mark.parametrize("cls", CONFIGS)
@@ -127,6 +127,7 @@ NON_DEFAULT = [
     ),
     ModelConfig(arch="lstm", level="char", units=16, dropout=0.0, target_vocab_size=40),
     TrainConfig(epochs=2, optimizer="rmsprop", clipnorm=None, jit_compile=True, bf16_output=False),
+    DecodingConfig(batch_size=8, max_length=30, beam_size=4, length_penalty=1.0, bf16_output=True),
 ]
 
 
@@ -282,3 +283,51 @@ def test_train_command_reports_a_bad_new_option_on_one_line(tmp_path, args, flag
     line = assert_error(nmt("train", "--workspace", tmp_path / "ws", *args))
     assert line.startswith(f"nmt: error: {flag} "), line
     assert not (tmp_path / "ws").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoding settings: validated once, recorded with scores, and the source of nmtcli's signature.
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"max_length": 0}, "max_length"),
+        ({"beam_size": 65}, "beam_size"),
+        ({"beam_size": 2.5}, "beam_size"),
+        ({"length_penalty": -0.1}, "length_penalty"),
+        ({"length_penalty": float("nan")}, "length_penalty"),
+        ({"bf16_output": "yes"}, "bf16_output"),
+    ],
+)
+def test_decoding_config_rejects_bad_values_naming_the_field(kwargs, field) -> None:
+    with pytest.raises(ConfigError, match=f"^{field}") as caught:
+        DecodingConfig(**kwargs)
+    assert caught.value.field == field
+
+
+def test_decoding_signature_parts_and_record() -> None:
+    assert DecodingConfig().signature() == ["decode:greedy", "max_len:auto"]
+    beam = DecodingConfig(max_length=40, beam_size=4, bf16_output=True)
+    assert "|".join(beam.signature()) == "decode:beam|beam:4|lenpen:0.6|output:bf16|max_len:40"
+    assert DecodingConfig(length_penalty=2.0).to_dict() == {
+        "method": "greedy",
+        "beam_size": 1,
+        "length_penalty": None,  # not used by greedy search
+        "max_length": "auto",
+        "batch_size": 64,
+        "bf16_output": False,
+    }
+    assert DecodingConfig.from_dict(beam.to_dict()) == beam
+
+
+def test_decoding_keyword_shortcuts_are_validated_and_unknown_ones_refused() -> None:
+    assert decoding_config(beam_size=3) == DecodingConfig(beam_size=3)
+    assert decoding_config(DecodingConfig(batch_size=8), beam_size=3) == DecodingConfig(
+        batch_size=8, beam_size=3
+    )
+    with pytest.raises(ConfigError, match="beam_size"):
+        decoding_config(beam_size=0)
+    with pytest.raises(TypeError):
+        decoding_config(beams=3)

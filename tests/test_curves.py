@@ -72,26 +72,47 @@ def test_history_is_read_by_column_name(tiny_run) -> None:
     history = read_history(tiny_run)
     expected = history_json(tiny_run)
     assert history.epochs == [row["epoch"] for row in expected]
-    assert history.series("val_loss") == pytest.approx([row["val_loss"] for row in expected])
+    assert history.series("val_cross_entropy") == pytest.approx(
+        [row["val_cross_entropy"] for row in expected]
+    )
     # The tiny run stops early on validation cross-entropy (the default).
     best = min(expected, key=lambda row: (row["val_cross_entropy"], row["epoch"]))["epoch"]
     assert history.monitor == "val_cross_entropy" and history.best_epoch == best
-    assert history.metrics() == ["loss", "perplexity", "bleu"]
+    # Keras' objective is recorded but not drawn: the cross-entropy is the loss users see.
+    assert history.has("objective") and history.metrics() == ["cross_entropy", "perplexity", "bleu"]
 
 
 def test_missing_validation_cells_become_none_and_the_best_epoch_follows_training_loss(tmp_path) -> None:
     write_history(
         tmp_path,
         [
-            {"epoch": 1, "loss": 2.0, "val_loss": "", "seconds": 1.0},
-            {"epoch": 2, "loss": 1.5, "val_loss": "", "seconds": 1.0},
-            {"epoch": 3, "loss": 1.7, "val_loss": "", "seconds": 1.0},
+            {"epoch": 1, "cross_entropy": 2.0, "val_cross_entropy": "", "seconds": 1.0},
+            {"epoch": 2, "cross_entropy": 1.5, "val_cross_entropy": "", "seconds": 1.0},
+            {"epoch": 3, "cross_entropy": 1.7, "val_cross_entropy": "", "seconds": 1.0},
         ],
     )
     history = read_history(tmp_path)
-    assert history.series("val_loss") == [None, None, None]
-    assert history.monitor == "loss" and history.best_epoch == 2
-    assert history.metrics() == ["loss"]
+    assert history.series("val_cross_entropy") == [None, None, None]
+    assert history.monitor == "cross_entropy" and history.best_epoch == 2
+    assert history.metrics() == ["cross_entropy"]
+
+
+def test_a_history_of_an_earlier_version_is_read_with_todays_names(tmp_path) -> None:
+    """Before the cross-entropy was the loss shown, Keras' objective was written as loss/val_loss."""
+    write_history(
+        tmp_path,
+        [
+            {"epoch": 1, "loss": 2.0, "val_loss": 2.2, "seconds": 1.0},
+            {"epoch": 2, "loss": 1.5, "val_loss": 2.0, "seconds": 1.0},
+            {"epoch": 3, "loss": 1.2, "val_loss": 2.1, "seconds": 1.0},
+        ],
+    )
+    history = read_history(tmp_path)
+    assert history.columns == ["epoch", "objective", "val_objective", "seconds"]
+    assert history.series("val_objective") == [2.2, 2.0, 2.1]
+    # Without cross-entropy columns the objective is all there is: drawn, and it picks the best epoch.
+    assert history.monitor == "val_objective" and history.best_epoch == 2
+    assert history.metrics() == ["objective"]
 
 
 def test_columns_other_helpers_add_are_read_when_numeric_and_skipped_when_text(tmp_path) -> None:
@@ -99,9 +120,9 @@ def test_columns_other_helpers_add_are_read_when_numeric_and_skipped_when_text(t
         "epoch,loss,val_bleu,note\n1,2.0,3.5,warm-up\n2,1.5,,fine\n", encoding="utf-8"
     )
     history = read_history(tmp_path)
-    assert history.columns == ["epoch", "loss", "val_bleu"]
+    assert history.columns == ["epoch", "objective", "val_bleu"]
     assert history.series("val_bleu") == [3.5, None]
-    assert history.metrics() == ["loss", "bleu"]
+    assert history.metrics() == ["objective", "bleu"]
 
 
 @pytest.mark.parametrize(
@@ -191,10 +212,11 @@ def test_terminal_table_shows_every_epoch_and_its_values(tiny_run) -> None:
     rows = history_json(tiny_run)
     best = read_history(tiny_run).best_epoch
     for row in rows:
-        assert f"{row['loss']:.4f}" in result.stdout
-        assert f"{row['val_loss']:.4f}" in result.stdout
+        assert f"{row['cross_entropy']:.4f}" in result.stdout
+        assert f"{row['val_cross_entropy']:.4f}" in result.stdout
         assert f"{row['val_perplexity']:.2f}" in result.stdout
     assert f"{best}*" in result.stdout and "█" in result.stdout
+    assert "objective" not in result.stdout and "loss" not in result.stdout  # one name for the loss
     assert f"{len(rows)} epoch(s), best {best}" in result.stdout
     assert result.stderr == ""
 
@@ -217,7 +239,7 @@ def test_without_matplotlib_the_terminal_table_and_an_install_hint(run_copy, mon
     result = nmt("plot", run_copy)
     assert result.exit_code == 0, result.output
     assert "pip install 'nmtcli[plot]'" in result.stderr
-    assert "epoch" in result.stdout and "val loss" in result.stdout
+    assert "epoch" in result.stdout and "val cross entropy" in result.stdout
     assert not (run_copy / "curves.png").exists()
 
 

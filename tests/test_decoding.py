@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nmtcli.decoding import beam_search, greedy_search, greedy_search_with_attention, repeat_beams
+from nmtcli.decoding import (
+    beam_search,
+    default_max_length,
+    greedy_search,
+    greedy_search_with_attention,
+    repeat_beams,
+)
 from nmtcli.vectorizers import END_ID, PAD_ID, START_ID
 
 VOCAB = 10
@@ -449,3 +455,47 @@ def test_dropped_rows_get_zero_attention_weights_and_the_same_ids() -> None:
         after = weights[row, last + 1 :]
         assert all(not step.any() or np.array_equal(step, full[row, 0]) for step in after)
     assert (~weights.any(axis=2)).any()  # some rows were dropped
+
+
+# --------------------------------------------------------------------------------------------------
+# A state that grows by one position per step (a key/value cache) goes through both loops.
+
+
+def growing_cache_step(script: list[list[int]]):
+    """Like ``scripted_step``, but the step counts the positions of a ``[N, steps, 2]`` cache that
+    grows by one per step, and checks that the row's cache holds its own sentence id at every place."""
+    table = tf.constant(np.array(script, np.int32))
+
+    def next_fn(tokens, state):
+        cache, sentence = state
+        step = tf.minimum(tf.shape(cache)[1], table.shape[1] - 1)
+        # Every position of a row's cache holds that row's sentence id: reordering kept rows whole.
+        tf.debugging.assert_equal(cache[:, :, 0], tf.cast(sentence[:, None], tf.float32))
+        logits = tf.one_hot(tf.gather(table, sentence)[:, step], VOCAB) * 5.0
+        entry = tf.stack([tf.cast(sentence, tf.float32), tf.cast(tokens, tf.float32)], axis=-1)
+        return logits, (tf.concat([cache, entry[:, None, :]], axis=1), sentence)
+
+    return next_fn
+
+
+def test_a_growing_cache_in_the_state_works_in_greedy_and_beam_search() -> None:
+    script = [[5, 6, END_ID, 9], [7, END_ID, 9, 9], [4, 4, 4, END_ID]]
+    next_fn = growing_cache_step(script)
+    sentences = tf.range(3)
+    empty = tf.zeros([3, 0, 2])
+    expected = [[5, 6, END_ID, PAD_ID], [7, END_ID, PAD_ID, PAD_ID], [4, 4, 4, END_ID]]
+    for drop_finished in (False, True):
+        ids = tf.function(
+            lambda drop=drop_finished: greedy_search(next_fn, (empty, sentences), 3, 10, drop_finished=drop)
+        )()
+        np.testing.assert_array_equal(ids.numpy(), expected)
+    state = repeat_beams((empty, sentences), 2)
+    ids = tf.function(lambda: beam_search(next_fn, state, 3, 2, 10, length_penalty=0.0))()
+    np.testing.assert_array_equal(ids.numpy(), expected)
+
+
+def test_default_max_length_is_the_same_rule_for_ints_and_tensors() -> None:
+    for source_length, longest in [(1, 0), (3, 30), (40, 30), (7, 5)]:
+        python = default_max_length(source_length, longest)
+        assert python == min(max(16, 2 * longest), 2 * source_length + 10)
+        assert int(default_max_length(tf.constant(source_length), longest)) == python

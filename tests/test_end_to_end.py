@@ -63,8 +63,8 @@ def test_train_evaluate_translate(workspace: Path, arch: str, level: str, epochs
         run = workspace / run
     history = json.loads((run / "history.json").read_text())
     assert len(history) == int(epochs)
-    assert history[-1]["loss"] < history[0]["loss"], history
-    assert history[-1]["val_loss"] < history[0]["val_loss"], history
+    assert history[-1]["cross_entropy"] < history[0]["cross_entropy"], history
+    assert history[-1]["val_cross_entropy"] < history[0]["val_cross_entropy"], history
     for name in ("config.json", "model.keras", "vocab/source.txt", "vocab/target.txt", "history.csv"):
         assert (run / name).is_file(), name
 

@@ -118,8 +118,7 @@ def test_two_trainings_at_once_get_separate_runs(prepared: Path, tmp_path: Path)
 def test_a_kill_while_saving_the_model_leaves_a_loadable_folder(tiny_run, tmp_path, monkeypatch) -> None:
     """Stop the process at each step of a checkpoint save; the folder always loads."""
     import nmtcli.files
-    import nmtcli.model_folder
-    from nmtcli.model_folder import save_model
+    from nmtcli.run_folder import RunFolder
     from nmtcli.translator import Translator
 
     class Killed(BaseException):
@@ -130,7 +129,7 @@ def test_a_kill_while_saving_the_model_leaves_a_loadable_folder(tiny_run, tmp_pa
 
     reference = Translator.load(tiny_run)
     expected = reference.translate(["red cat.", "big dog runs."])
-    real_write_checksums = nmtcli.model_folder.write_checksums
+    real_write_checksums = RunFolder.write_checksums
     calls = {"n": 0}
 
     def checksums_then_die_on_second(*args, **kwargs):
@@ -142,7 +141,7 @@ def test_a_kill_while_saving_the_model_leaves_a_loadable_folder(tiny_run, tmp_pa
     # Before the new file is renamed into place, and after it but before the checksums settle.
     for target, replacement in (
         (nmtcli.files.os, "replace"),
-        (nmtcli.model_folder, "write_checksums"),
+        (RunFolder, "write_checksums"),
     ):
         run_dir = tmp_path / f"run-{replacement}"
         shutil.copytree(tiny_run, run_dir)
@@ -151,5 +150,5 @@ def test_a_kill_while_saving_the_model_leaves_a_loadable_folder(tiny_run, tmp_pa
                 target, replacement, dies if replacement == "replace" else checksums_then_die_on_second
             )
             with pytest.raises(Killed):
-                save_model(reference.model, run_dir)
+                RunFolder(run_dir).save_model(reference.model)
         assert Translator.load(run_dir).translate(["red cat.", "big dog runs."]) == expected

@@ -56,10 +56,11 @@ def test_info_json_matches_the_folder(tiny_run_factory, arch) -> None:
     assert card["name"] == run.name and card["status"] == "complete"
     assert {k: card["model"][k] for k in config["model"]} == config["model"]
     assert card["training"] == config["training"]
-    best = min(history, key=lambda row: (row["val_loss"], row["epoch"]))
+    best = min(history, key=lambda row: (row["val_cross_entropy"], row["epoch"]))
     assert card["history"]["epochs"] == len(history)
     assert card["history"]["best_epoch"] == best["epoch"]
-    assert card["history"]["best"]["val_loss"] == pytest.approx(best["val_loss"])
+    assert card["history"]["best"]["val_cross_entropy"] == pytest.approx(best["val_cross_entropy"])
+    assert card["history"]["perplexity"] == pytest.approx(best["val_perplexity"])
     assert card["history"]["best"]["val_perplexity"] == pytest.approx(best["val_perplexity"])
     assert card["history"]["train_seconds"] == pytest.approx(sum(r["seconds"] for r in history), abs=0.06)
     assert card["data"]["counts"] == manifest["counts"]
@@ -74,9 +75,9 @@ def test_info_json_matches_the_folder(tiny_run_factory, arch) -> None:
 
     import keras
 
-    from nmtcli.model_folder import load_model
+    from nmtcli.run_folder import RunFolder
 
-    assert card["model"]["parameters"] == load_model(run).count_params()
+    assert card["model"]["parameters"] == RunFolder(run).load_model().count_params()
     assert card["versions"]["installed"]["keras"] == keras.__version__
 
 
@@ -97,12 +98,13 @@ def test_info_text_shows_the_card(tiny_run) -> None:
     result = nmt("info", tiny_run)
     assert result.exit_code == 0, result.output
     card = model_card(tiny_run)
+    best = card["history"]["best"]
     for fragment in (
         f"Model card: {tiny_run.name}",
         "gru-attention",
         f"{card['model']['parameters']:,}",
         "best epoch",
-        f"{card['history']['best_epoch']}: val loss {card['history']['best']['val_loss']:.4f}",
+        f"{card['history']['best_epoch']}: val cross-entropy {best['val_cross_entropy']:.4f}",
         f"{card['data']['counts']['train']} train",
         "tensorflow",
         "bf16 output layer where the CPU has it",  # the default training setting
@@ -128,7 +130,9 @@ def test_info_errors_are_one_line(tmp_path, run_copy) -> None:
     assert_one_error(nmt("info", tmp_path / "nowhere"), "model folder not found")
     (run_copy / "model.keras").write_bytes(b"not a zip file")
     assert_one_error(nmt("info", run_copy), "model.keras: cannot read the weights")
-    (run_copy / "config.json").write_text('{"model": {"arch": "mamba"}}', encoding="utf-8")
+    (run_copy / "config.json").write_text(
+        '{"format_version": 1, "model": {"arch": "mamba"}}', encoding="utf-8"
+    )
     assert_one_error(nmt("info", run_copy), "config.json", "invalid model configuration")
     (run_copy / "config.json").write_text("{", encoding="utf-8")
     assert_one_error(nmt("info", run_copy), "config.json: unreadable")

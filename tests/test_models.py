@@ -257,23 +257,22 @@ def test_label_smoothed_loss_mixes_in_the_mean_over_the_vocabulary() -> None:
 def test_bf16_output_changes_only_training_logits_and_only_by_rounding(tied) -> None:
     """With ``bf16_output`` the output layer's products run in bfloat16 while training, on CPUs that
     have it; inference stays float32, and elsewhere nothing changes at all."""
-    from nmtcli.models.base import cpu_has_bf16
+    from nmtcli.models import bf16
+    from nmtcli.models.bf16 import cpu_has_bf16
 
     built = built_model("gru-attention", tie_embeddings=tied, units=64, embedding_dim=64)
     # Large enough that rounding the operands to bfloat16 shows in the logits.
     for variable in (built.output_projection.trainable_variables or []) + [built.target_embedding.embeddings]:
         variable.assign(variable * 4.0)
 
-    def logits(bf16: bool, training: bool) -> np.ndarray:
-        built.bf16_output = bf16
-        return keras.ops.convert_to_numpy(built((SOURCE, TARGET_IN), training=training))
+    def logits(low: bool, training: bool) -> np.ndarray:
+        with bf16.for_training(low):
+            return keras.ops.convert_to_numpy(built((SOURCE, TARGET_IN), training=training))
 
-    try:
-        exact = logits(False, training=True)
-        assert np.array_equal(logits(True, training=False), logits(False, training=False))
-        low = logits(True, training=True)
-    finally:
-        built.bf16_output = False
+    exact = logits(False, training=True)
+    assert np.array_equal(logits(True, training=False), logits(False, training=False))
+    low = logits(True, training=True)
+    assert np.array_equal(logits(False, training=True), exact)  # the switch is off after its block
     assert low.dtype == np.float32 and low.shape == exact.shape
     if cpu_has_bf16():
         assert not np.array_equal(low, exact)
@@ -283,13 +282,14 @@ def test_bf16_output_changes_only_training_logits_and_only_by_rounding(tied) -> 
 
 
 def test_greedy_decodes_like_a_loop_over_next(model) -> None:
-    """``greedy`` (ended sentences leave the batch) gives the ids of a plain step-by-step loop."""
+    """``greedy_decode`` (ended sentences leave the batch) gives the ids of a plain step-by-step loop."""
     import tensorflow as tf
 
+    from nmtcli.decoding import greedy_decode
     from nmtcli.vectorizers import END_ID
 
     source = np.concatenate([SOURCE, SOURCE[::-1], SOURCE[:, ::-1]])  # 6 sentences
-    ids = tf.function(lambda s: model.greedy(s, tf.constant(8)))(source).numpy()
+    ids = tf.function(lambda s: greedy_decode(model, s, tf.constant(8)))(source).numpy()
     memory = model.encode(source)
     state = model.initial_state(memory)
     tokens = np.full(len(source), START_ID, np.int32)
@@ -306,11 +306,11 @@ def test_greedy_decodes_like_a_loop_over_next(model) -> None:
 
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
 def test_bf16_decoding_rounds_only_the_output_layer_and_only_inside(tied, monkeypatch) -> None:
-    """``bf16_decoding`` (``nmt translate --bf16-output``) runs the output product of a step in
+    """``bf16.for_decoding`` (``nmt translate --bf16-output``) runs the output product of a step in
     bfloat16; outside it, or on a CPU without native bfloat16, decoding is float32 as before."""
     import tensorflow as tf
 
-    from nmtcli.models import base
+    from nmtcli.models import bf16
 
     built = built_model("gru-attention", tie_embeddings=tied, units=64, embedding_dim=64)
     for variable in (built.output_projection.trainable_variables or []) + [built.target_embedding.embeddings]:
@@ -319,18 +319,39 @@ def test_bf16_decoding_rounds_only_the_output_layer_and_only_inside(tied, monkey
     tokens = tf.constant([START_ID, START_ID])
 
     @tf.function
-    def step(bf16: bool):
-        with built.bf16_decoding(bf16):
+    def step(low: bool):
+        with bf16.for_decoding(built, low):
             return built.next(tokens, built.initial_state(memory), memory)[0]
 
     exact = step(False).numpy()
-    monkeypatch.setattr(base, "cpu_has_bf16", lambda: False)
-    assert not built.bf16_decoding_applies()
+    monkeypatch.setattr(bf16, "cpu_has_bf16", lambda: False)
+    assert not bf16.decoding_applies(built)
     np.testing.assert_array_equal(step(True).numpy(), exact)  # retraced: nothing to change here
-    monkeypatch.setattr(base, "cpu_has_bf16", lambda: True)  # emulated where the CPU lacks it
-    assert built.bf16_decoding_applies()
+    monkeypatch.setattr(bf16, "cpu_has_bf16", lambda: True)  # emulated where the CPU lacks it
+    assert bf16.decoding_applies(built)
     low = tf.function(step.python_function)(True).numpy()
     assert low.dtype == np.float32 and not np.array_equal(low, exact)
     np.testing.assert_allclose(low, exact, atol=0.05 * np.abs(exact).max())
-    assert built._decoding_matrix is None  # the context left nothing behind
+    assert not getattr(bf16._decoding, "matrices", {})  # the context left nothing behind
     np.testing.assert_array_equal(step(False).numpy(), exact)
+
+
+def test_the_training_switch_reaches_the_step_that_fit_traces(monkeypatch) -> None:
+    """``bf16.for_training`` (how ``train`` applies ``TrainConfig.bf16_output``) is seen by the train
+    step Keras traces inside it, and by no step traced outside it."""
+    from nmtcli.models import bf16
+
+    monkeypatch.setattr(bf16, "cpu_has_bf16", lambda: True)  # the path is taken on any CPU here
+    products = []
+    plain_matmul = bf16.matmul
+    monkeypatch.setattr(
+        bf16, "matmul", lambda *args, **kwargs: products.append(1) or plain_matmul(*args, **kwargs)
+    )
+    target_out = np.concatenate([TARGET_IN[:, 1:], np.zeros((2, 1), np.int32)], axis=1)
+    for enabled in (False, True):
+        built = built_model("lstm")
+        built.compile(optimizer="adam", loss=masked_loss())
+        products.clear()
+        with bf16.for_training(enabled):
+            built.train_on_batch((SOURCE, TARGET_IN), target_out)
+        assert bool(products) is enabled

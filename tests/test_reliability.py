@@ -21,9 +21,7 @@ from pathlib import Path
 import pytest
 
 import nmtcli.files
-import nmtcli.model_folder
-from nmtcli.files import sha256_file
-from nmtcli.model_folder import write_checksums
+import nmtcli.run_folder
 from test_cli import TINY_TRAIN, assert_error, assert_ok, nmt, snapshot
 
 KEEP_ALL = ["--valid-size", "0", "--test-size", "0"]  # every kept pair lands in train.tsv
@@ -433,113 +431,7 @@ def test_a_prepared_folder_with_a_file_missing(tmp_path, tiny_data, name, messag
 # Untrusted or damaged model folders
 
 
-def test_a_model_folder_from_an_incompatible_version(model_copy, output) -> None:
-    config = json.loads((model_copy / "config.json").read_text(encoding="utf-8"))
-    config["format_version"] = 999
-    (model_copy / "config.json").write_text(json.dumps(config), encoding="utf-8")
-    line = failed_translate(model_copy, output, "red cat.")
-    assert line.startswith(f"nmt: error: {model_copy}: model folder format 999 is not supported")
-
-
-def test_a_truncated_model_file_fails_its_checksum(model_copy, output) -> None:
-    model = model_copy / "model.keras"
-    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
-    line = failed_translate(model_copy, output, "red cat.")
-    assert line == (
-        f"nmt: error: {model}: does not match checksums.json; "
-        "the model folder was changed or damaged since training"
-    )
-
-
-def test_a_truncated_model_file_with_matching_checksums_cannot_load(model_copy, output) -> None:
-    model = model_copy / "model.keras"
-    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
-    write_checksums(model_copy, [sha256_file(model)])  # damaged before the checksums were written
-    assert failed_translate(model_copy, output, "red cat.").startswith(
-        f"nmt: error: {model}: cannot load the model ("
-    )
-
-
-def test_a_vocabulary_with_two_tokens_swapped_is_refused(model_copy, output) -> None:
-    vocab = model_copy / "vocab" / "target.txt"
-    original = vocab.read_bytes()
-    tokens = original.decode("utf-8").split("\n")
-    tokens[4], tokens[5] = tokens[5], tokens[4]  # two real tokens, after the specials
-    vocab.write_bytes("\n".join(tokens).encode("utf-8"))
-    assert len(vocab.read_bytes()) == len(original) and vocab.read_bytes() != original
-    line = failed_translate(model_copy, output, "red cat.")
-    assert line == (
-        f"nmt: error: {vocab}: does not match checksums.json; "
-        "the model folder was changed or damaged since training"
-    )
-
-
-def test_a_model_folder_without_checksums(model_copy, output) -> None:
-    (model_copy / "checksums.json").unlink()
-    line = failed_translate(model_copy, output, "red cat.")
-    assert line == f"nmt: error: {model_copy}: no checksums.json; not a complete nmtcli model folder"
-
-
-@pytest.mark.parametrize("name", ["vocab/source.txt", "vocab", "model.keras", "config.json"])
-def test_a_symlink_pointing_outside_the_model_folder_is_refused(tmp_path, model_copy, output, name) -> None:
-    # The outside copy is identical, so only where it lies can make it refused.
-    inside = model_copy / name
-    outside = tmp_path / "elsewhere" / inside.name
-    outside.parent.mkdir()
-    shutil.move(inside, outside)
-    inside.symlink_to(outside)
-    line = failed_translate(model_copy, output, "red cat.")
-    shown = model_copy / ("vocab/source.txt" if name == "vocab" else name)
-    assert line == f"nmt: error: {shown}: points outside the model folder; refusing to read it"
-
-
-def test_checksums_pointing_outside_the_model_folder_are_refused(tmp_path, model_copy, output) -> None:
-    outside = tmp_path / "checksums.json"
-    shutil.move(model_copy / "checksums.json", outside)
-    (model_copy / "checksums.json").symlink_to(outside)
-    assert "points outside the model folder" in failed_translate(model_copy, output, "red cat.")
-
-
-def test_a_model_with_code_in_it_is_refused_by_safe_mode(model_copy, output) -> None:
-    """An attacker who controls the whole folder rewrites checksums.json too: safe mode still refuses
-    to deserialize Python code (a Lambda layer) from model.keras."""
-    import keras
-
-    inputs = keras.Input((3,))
-    outputs = keras.layers.Lambda(lambda x: x * 2, output_shape=(3,))(inputs)
-    model = model_copy / "model.keras"
-    model.unlink()
-    keras.Model(inputs, outputs).save(model)
-    write_checksums(model_copy, [sha256_file(model)])
-    line = failed_translate(model_copy, output, "red cat.")
-    assert (
-        line == f"nmt: error: {model}: the model contains code (such as a Lambda layer); nmtcli never runs it"
-    )
-
-
-def test_loading_a_model_folder_never_unpickles(monkeypatch, tiny_run) -> None:
-    import pickle
-
-    from nmtcli.translator import Translator
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model folder was unpickled")
-
-    for name in ("load", "loads", "Unpickler"):
-        monkeypatch.setattr(pickle, name, refuse)
-    assert len(Translator.load(tiny_run).translate(["red cat.", "dog."])) == 2
-
-
-def test_the_source_loads_models_only_in_safe_mode() -> None:
-    package = Path(nmtcli.files.__file__).parent
-    code = {path.name: path.read_text(encoding="utf-8") for path in package.rglob("*.py")}
-    for name, text in code.items():
-        for unsafe in ("import pickle", "from pickle", "allow_pickle=True", "safe_mode=False", "unsafe_"):
-            assert unsafe not in text, (name, unsafe)
-    loads = [
-        line for text in code.values() for line in text.splitlines() if "keras.saving.load_model(" in line
-    ]
-    assert loads and all("safe_mode=True" in line for line in loads), loads
+# The checksum and safe-mode cases (29-35) are in tests/test_run_folder.py, beside RunFolder.
 
 
 # --------------------------------------------------------------------------------------------------
@@ -671,7 +563,7 @@ def test_disk_full_while_preparing(workspace, tiny_corpus, full_disk) -> None:
 def test_disk_full_while_saving_the_model(monkeypatch, tmp_path, tiny_run, tiny_data) -> None:
     workspace = Path(shutil.copytree(tiny_run.parent.parent, tmp_path / "ws"))
     before = snapshot(workspace)
-    real_atomic_path = nmtcli.model_folder.atomic_path
+    real_atomic_path = nmtcli.run_folder.atomic_path
 
     @contextlib.contextmanager
     def atomic_path(path, suffix=""):
@@ -679,7 +571,7 @@ def test_disk_full_while_saving_the_model(monkeypatch, tmp_path, tiny_run, tiny_
             yield tmp
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(nmtcli.model_folder, "atomic_path", atomic_path)
+    monkeypatch.setattr(nmtcli.run_folder, "atomic_path", atomic_path)
     result = nmt("train", "--data", tiny_data, "-w", workspace, *TINY_TRAIN, "--epochs", "1")
     assert isinstance(result.exception, SystemExit) and result.exit_code == 1
     assert "Traceback" not in result.output

@@ -10,9 +10,10 @@ import pytest
 
 from conftest import REAL_CORPORA, require_corpus, write_tsv
 from nmtcli.config import PrepareConfig
-from nmtcli.corpus import normalize, prepare
+from nmtcli.corpus import prepare
 from nmtcli.errors import DataError
 from nmtcli.subwords import SubwordVectorizer, train_subwords
+from nmtcli.text import normalize
 from nmtcli.vectorizers import END_ID, PAD_ID, SPECIALS, START_ID, UNK_ID, Vectorizer
 
 SENTENCES = [
@@ -159,7 +160,7 @@ def test_nmt_prepare_and_train_at_subword_level_give_a_run_that_translates(tmp_p
 
     from nmtcli.cli import app
     from nmtcli.errors import ModelError
-    from nmtcli.model_folder import verify_folder
+    from nmtcli.run_folder import RunFolder
 
     def nmt(*args):
         result = CliRunner().invoke(app, [str(a) for a in args])
@@ -190,4 +191,4 @@ def test_nmt_prepare_and_train_at_subword_level_give_a_run_that_translates(tmp_p
     model = run / "vocab" / "target.model"
     model.write_bytes(model.read_bytes() + b"\0")
     with pytest.raises(ModelError, match="target.model"):
-        verify_folder(run)
+        RunFolder(run).verify()

@@ -90,16 +90,26 @@ def test_the_run_is_in_the_named_experiment_with_its_settings_as_parameters(trac
 def test_metrics_have_one_entry_per_epoch_matching_the_history(tracked, client) -> None:
     run_id = tracked["record"]["run_id"]
     history = json.loads((tracked["run_dir"] / "history.json").read_text())
-    for key in ("loss", "val_loss", "perplexity", "val_perplexity", "learning_rate", "seconds"):
+    for key in (
+        "cross_entropy",
+        "val_cross_entropy",
+        "perplexity",
+        "val_perplexity",
+        "learning_rate",
+        "seconds",
+    ):
         logged = client.get_metric_history(run_id, key)
         assert sorted(m.step for m in logged) == list(range(1, EPOCHS + 1)), key
-    val_loss = {m.step: m.value for m in client.get_metric_history(run_id, "val_loss")}
+    # One name per figure: Keras' "loss" (the objective) is logged as "objective", never as "loss".
+    assert client.get_metric_history(run_id, "loss") == []
+    val_loss = {m.step: m.value for m in client.get_metric_history(run_id, "val_cross_entropy")}
     for row in history:
-        assert val_loss[row["epoch"]] == pytest.approx(row["val_loss"], rel=1e-5)
+        assert val_loss[row["epoch"]] == pytest.approx(row["val_cross_entropy"], rel=1e-5)
     metrics = client.get_run(run_id).data.metrics
-    best = min(history, key=lambda row: row["val_loss"])
+    best = min(history, key=lambda row: (row["val_cross_entropy"], row["epoch"]))
     assert metrics["best_epoch"] == best["epoch"]
-    assert metrics["best_val_loss"] == pytest.approx(best["val_loss"], rel=1e-5)
+    assert metrics["best_val_cross_entropy"] == pytest.approx(best["val_cross_entropy"], rel=1e-5)
+    assert metrics["best_val_perplexity"] == pytest.approx(best["val_perplexity"], rel=1e-5)
 
 
 def test_the_run_folder_is_logged_as_artifacts(tracked, client) -> None:
@@ -140,7 +150,8 @@ def tensorboard_scalars(folder: Path, tag: str) -> dict[int, float]:
 
 def test_tensorboard_event_files_hold_the_epoch_loss(tracked) -> None:
     history = json.loads((tracked["run_dir"] / "history.json").read_text())
-    for folder, key in (("train", "loss"), ("validation", "val_loss")):
+    # TensorBoard's names are Keras': its epoch_loss is the training objective.
+    for folder, key in (("train", "objective"), ("validation", "val_objective")):
         losses = tensorboard_scalars(tracked["run_dir"] / "tensorboard" / folder, "epoch_loss")
         assert sorted(losses) == list(range(EPOCHS)), folder
         for row in history:
@@ -192,7 +203,7 @@ def test_a_resumed_training_continues_the_same_mlflow_run(tmp_path, tiny_data) -
     run_id = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
     client = mlflow.MlflowClient(tracking_uri(None, workspace))
     assert client.get_run(run_id).info.status == "RUNNING"
-    assert [m.step for m in client.get_metric_history(run_id, "val_loss")] == [1]
+    assert [m.step for m in client.get_metric_history(run_id, "val_cross_entropy")] == [1]
 
     tracked_train([])
     assert workspace.runs() == [run_dir]
@@ -200,9 +211,9 @@ def test_a_resumed_training_continues_the_same_mlflow_run(tmp_path, tiny_data) -
     assert run.info.status == "FINISHED"
     assert len(client.search_runs([run.info.experiment_id])) == 1
     history = json.loads((run_dir / "history.json").read_text())
-    logged = client.get_metric_history(run_id, "val_loss")
+    logged = client.get_metric_history(run_id, "val_cross_entropy")
     assert sorted(m.step for m in logged) == [1, 2, 3], "every epoch exactly once"
-    assert {m.step: m.value for m in logged}[2] == pytest.approx(history[1]["val_loss"], rel=1e-5)
+    assert {m.step: m.value for m in logged}[2] == pytest.approx(history[1]["val_cross_entropy"], rel=1e-5)
     # TensorBoard appends a new event file (step = epoch - 1), repeating no epoch. Unlike MLflow it is
     # not filled in: the epoch interrupted between its backup and its logs (step 1) is missing there.
     losses = tensorboard_scalars(run_dir / "tensorboard" / "validation", "epoch_loss")

@@ -18,21 +18,26 @@ from nmtcli import training
 from nmtcli.config import ModelConfig, TrainConfig
 from nmtcli.corpus import PreparedData
 from nmtcli.errors import ConfigError, ModelError
-from nmtcli.model_folder import MODEL_FORMAT_VERSION, load_model
+from nmtcli.history import FIELDS as HISTORY_FIELDS
+from nmtcli.history import epoch_row
 from nmtcli.models import build_model
+from nmtcli.run_folder import MODEL_FORMAT_VERSION, RunFolder
 from nmtcli.training import (
-    HISTORY_FIELDS,
     MIN_LEARNING_RATE,
     MaskedCrossEntropy,
-    RunCheckpoint,
+    RecordHistory,
+    ReduceLearningRateOnPlateau,
+    SaveBestModel,
+    StopAtTimeBudget,
+    StopEarly,
     TokenCrossEntropy,
     bleu_sample,
-    history_row,
     masked_loss,
     train,
 )
+from nmtcli.translator import Translator
 from nmtcli.vectorizers import PAD_ID
-from nmtcli.workspace import Workspace, run_status
+from nmtcli.workspace import Workspace
 
 ARCHS = ["lstm", "gru-attention"]
 
@@ -64,7 +69,7 @@ def test_run_folder_is_complete_and_self_describing(tiny_run_factory, tiny_data,
         assert (run / name).is_file(), name
     assert not (run / "backup").exists()
     assert json.loads((run / "state.json").read_text())["status"] == "complete"
-    assert run_status(run) == "complete"
+    assert RunFolder(run).is_complete()
 
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
     assert config["format_version"] == MODEL_FORMAT_VERSION
@@ -79,7 +84,7 @@ def test_run_folder_is_complete_and_self_describing(tiny_run_factory, tiny_data,
         assert config["model"][f"{side}_vocab_size"] == len(copied.decode().splitlines())
     assert (run / "data-manifest.json").read_bytes() == (tiny_data / "manifest.json").read_bytes()
 
-    model = load_model(run)
+    model = RunFolder(run).load_model()
     assert model.get_config()["units"] == config["model"]["units"]
 
 
@@ -93,7 +98,7 @@ def test_history_has_every_epoch_and_the_loss_falls(tiny_run_factory, arch) -> N
     assert [int(row["epoch"]) for row in as_csv] == list(range(1, epochs + 1))
     assert list(as_csv[0]) == list(HISTORY_FIELDS)
     for row_json, row_csv in zip(as_json, as_csv, strict=True):
-        assert float(row_csv["loss"]) == pytest.approx(row_json["loss"])
+        assert float(row_csv["objective"]) == pytest.approx(row_json["objective"])
         assert row_json["perplexity"] == pytest.approx(math.exp(row_json["cross_entropy"]), rel=1e-6)
         assert row_json["val_perplexity"] == pytest.approx(math.exp(row_json["val_cross_entropy"]), rel=1e-6)
         # Without label smoothing the objective is the cross-entropy: equal on validation, where the
@@ -101,11 +106,11 @@ def test_history_has_every_epoch_and_the_loss_falls(tiny_run_factory, arch) -> N
         # higher: smoothing adds the cross-entropy to a uniform distribution, larger than the target's.
         smoothing = json.loads((run / "config.json").read_text())["training"]["label_smoothing"]
         if smoothing:
-            assert row_json["val_loss"] > row_json["val_cross_entropy"]
+            assert row_json["val_objective"] > row_json["val_cross_entropy"]
         else:
-            assert row_json["val_cross_entropy"] == pytest.approx(row_json["val_loss"], rel=0.05)
-        assert row_json["val_loss"] is not None  # the tiny data has a validation split
-    losses = [row["loss"] for row in as_json]
+            assert row_json["val_cross_entropy"] == pytest.approx(row_json["val_objective"], rel=0.05)
+        assert row_json["val_cross_entropy"] is not None  # the tiny data has a validation split
+    losses = [row["cross_entropy"] for row in as_json]
     assert losses[-1] < losses[0], losses
 
 
@@ -142,7 +147,7 @@ def test_an_interrupted_run_resumes_in_the_same_folder(tmp_path, tiny_data) -> N
             callbacks=[InterruptAfterEpoch(2)],
         )
     (interrupted,) = workspace.runs()
-    assert run_status(interrupted) == "running"
+    assert RunFolder(interrupted).status() == "interrupted"
     assert (interrupted / "backup").is_dir()
     assert [row["epoch"] for row in read_history(interrupted)[0]] == [1, 2]
     assert not (workspace.runs_dir / "LATEST").exists()
@@ -170,10 +175,10 @@ def test_an_interrupted_run_resumes_in_the_same_folder(tmp_path, tiny_data) -> N
     assert [row["epoch"] for row in as_json] == [1, 2, 3, 4]
     assert [int(row["epoch"]) for row in as_csv] == [1, 2, 3, 4]
     assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
-    assert run_status(interrupted) == "complete"
+    assert RunFolder(interrupted).is_complete()
     assert not (interrupted / "backup").exists()
     assert workspace.latest_run() == interrupted
-    load_model(interrupted)
+    RunFolder(interrupted).load_model()
 
 
 def test_different_settings_start_a_new_run_instead_of_resuming(tmp_path, tiny_data) -> None:
@@ -194,7 +199,16 @@ def test_different_settings_start_a_new_run_instead_of_resuming(tmp_path, tiny_d
     assert result.resumed_from_epoch == 0
     assert len(workspace.runs()) == 2
     assert result.run_dir != workspace.runs()[0]
-    assert run_status(workspace.runs()[0]) == "running"
+    assert RunFolder(workspace.runs()[0]).is_unfinished()
+
+
+def test_stopping_early_on_bleu_needs_a_translator_to_decode_with(tmp_path, tiny_data) -> None:
+    """Training does not import the translator: the caller hands it one, or gets a ConfigError."""
+    config = TrainConfig(epochs=1, early_stopping_metric="bleu", bleu_sample=3, **SMALL_TRAINING)
+    with pytest.raises(ConfigError, match="translator_factory") as info:
+        train(ModelConfig(arch="lstm", **SMALL_MODEL), config, data_dir=tiny_data, run_dir=tmp_path / "run")
+    assert info.value.field == "early_stopping_metric"
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_true_without_an_interrupted_run_is_an_error(tmp_path, tiny_data) -> None:
@@ -257,18 +271,18 @@ def test_an_explicit_run_folder_interrupted_mid_epoch_resumes_there(tmp_path, ti
             run_dir=run,
             callbacks=[InterruptMidEpoch(3)],
         )
-    assert run_status(run) == "running"
+    assert RunFolder(run).is_unfinished()
     assert [row["epoch"] for row in read_history(run)[0]] == [1, 2]
 
     result = train(model_config, train_config, data_dir=tiny_data, workspace=workspace, run_dir=run)
     assert result.run_dir == run
     assert result.resumed_from_epoch == 2
     assert [row["epoch"] for row in read_history(run)[0]] == [1, 2, 3, 4]
-    assert run_status(run) == "complete"
+    assert RunFolder(run).is_complete()
     assert not (run / "backup").exists()
     # A run folder outside the workspace's runs/ does not become its LATEST.
     assert not (workspace.runs_dir / "LATEST").exists()
-    load_model(run)
+    RunFolder(run).load_model()
 
 
 def test_mixed_precision_trains_and_saves_a_float32_model(tmp_path, tiny_data) -> None:
@@ -280,7 +294,7 @@ def test_mixed_precision_trains_and_saves_a_float32_model(tmp_path, tiny_data) -
         data_dir=tiny_data,
         run_dir=tmp_path / "run",
     )
-    losses = [row["loss"] for row in result.history]
+    losses = [row["cross_entropy"] for row in result.history]
     assert all(math.isfinite(loss) for loss in losses) and losses[-1] < losses[0]
     assert keras.config.dtype_policy().name == "float32", "the global policy is restored"
     translator = Translator.load(result.run_dir)
@@ -413,13 +427,13 @@ def test_a_compiled_model_reports_the_smoothed_loss_and_the_plain_cross_entropy(
 
 def test_history_row_takes_perplexities_from_the_cross_entropy() -> None:
     logs = {"loss": 3.0, "cross_entropy": 2.0, "val_loss": 2.5, "val_cross_entropy": 1.5, "val_bleu": 12.5}
-    row = history_row(3, logs, np.float32(0.5))
+    row = epoch_row(3, logs, np.float32(0.5))
     assert row == {
         "epoch": 3,
-        "loss": 3.0,
+        "objective": 3.0,
         "cross_entropy": 2.0,
         "perplexity": pytest.approx(math.exp(2.0)),
-        "val_loss": 2.5,
+        "val_objective": 2.5,
         "val_cross_entropy": 1.5,
         "val_perplexity": pytest.approx(math.exp(1.5)),
         "val_bleu": 12.5,
@@ -427,7 +441,7 @@ def test_history_row_takes_perplexities_from_the_cross_entropy() -> None:
     }
     assert [*row, "seconds"] == list(HISTORY_FIELDS)
     # Missing or non-finite values are None, not NaN in the JSON.
-    empty = history_row(1, {"loss": float("nan"), "cross_entropy": float("inf")}, 1e-3)
+    empty = epoch_row(1, {"loss": float("nan"), "cross_entropy": float("inf")}, 1e-3)
     assert {k for k, v in empty.items() if v is not None} == {"epoch", "learning_rate"}
 
 
@@ -458,22 +472,60 @@ def compiled_model(learning_rate: float = 1e-3) -> keras.Model:
     return model
 
 
-def checkpoint(
-    run_dir: Path, monitor: str = "val_cross_entropy", patience: int = 0, learning_rate=1e-3, **kw
-):
-    callback = RunCheckpoint(run_dir, monitor, patience, **kw)
-    callback.set_model(compiled_model(learning_rate))
-    return callback
+class Checkpointing:
+    """The history-reading callbacks of a training, in ``fit``'s order, driven as one."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        early_stopping_metric: str = "loss",
+        patience: int = 0,
+        reduce_lr_factor: float | None = None,
+        reduce_lr_patience: int = 1,
+        max_seconds: float | None = None,
+        log=lambda message: None,
+    ):
+        self.record = RecordHistory(RunFolder(run_dir), early_stopping_metric)
+        self.callbacks = [SaveBestModel(self.record), self.record, StopEarly(self.record, patience)]
+        if reduce_lr_factor:
+            self.callbacks.append(
+                ReduceLearningRateOnPlateau(self.record, reduce_lr_factor, reduce_lr_patience, log)
+            )
+        if max_seconds:
+            self.callbacks.append(StopAtTimeBudget(self.record, max_seconds, log))
+        self.model = None
+
+    def set_model(self, model) -> None:
+        self.model = model
+        for callback in self.callbacks:
+            callback.set_model(model)
+
+    def __getattr__(self, hook):  # on_train_begin, on_epoch_begin, on_epoch_end
+        def call(*args, **kwargs):
+            for callback in self.callbacks:
+                getattr(callback, hook)(*args, **kwargs)
+
+        return call
+
+    def best_epoch(self) -> int | None:
+        return self.record.history.best_epoch()
 
 
-def epoch_logs(val_cross_entropy: float, val_bleu: float | None = None) -> dict:
-    return {
-        "loss": val_cross_entropy + 0.5,
-        "cross_entropy": val_cross_entropy + 0.5,
-        "val_loss": val_cross_entropy,
-        "val_cross_entropy": val_cross_entropy,
-        "val_bleu": val_bleu,
-    }
+def checkpoint(run_dir: Path, metric: str = "loss", patience: int = 0, learning_rate=1e-3, **kw):
+    callbacks = Checkpointing(run_dir, metric, patience, **kw)
+    callbacks.set_model(compiled_model(learning_rate))
+    return callbacks
+
+
+def epoch_logs(val_cross_entropy: float, val_bleu: float | None = None, validation: bool = True) -> dict:
+    logs = {"loss": val_cross_entropy + 0.6, "cross_entropy": val_cross_entropy + 0.5}
+    if validation:
+        logs |= {
+            "val_loss": val_cross_entropy + 0.1,
+            "val_cross_entropy": val_cross_entropy,
+            "val_bleu": val_bleu,
+        }
+    return logs
 
 
 def run_epochs(callback, logs: list[dict], first: int = 0, during=lambda epoch: None) -> list[bool]:
@@ -497,23 +549,27 @@ def stamp(model: keras.Model, value: float) -> None:
 
 
 def saved_stamp(run_dir: Path) -> float:
-    return float(keras.ops.convert_to_numpy(load_model(run_dir).output_projection.bias)[0])
+    return float(keras.ops.convert_to_numpy(RunFolder(run_dir).load_model().output_projection.bias)[0])
 
 
 @pytest.mark.parametrize(
-    ("monitor", "higher_is_better", "values", "best"),
+    ("monitor", "metric", "values", "best"),
     [
-        ("val_cross_entropy", False, [2.0, 1.5, 1.7, 1.6], 2),
-        ("cross_entropy", False, [2.0, 1.9, 1.7, 1.8], 3),
-        ("val_bleu", True, [10.0, 30.0, 20.0, 29.9], 2),
+        ("val_cross_entropy", "loss", [2.0, 1.5, 1.7, 1.6], 2),
+        ("cross_entropy", "loss", [2.0, 1.9, 1.7, 1.8], 3),
+        ("val_bleu", "bleu", [10.0, 30.0, 20.0, 29.9], 2),
     ],
 )
 def test_the_best_epoch_is_saved_for_lower_and_higher_is_better_monitors(
-    run_dir, monitor, higher_is_better, values, best
+    run_dir, monitor, metric, values, best
 ) -> None:
-    callback = checkpoint(run_dir, monitor, higher_is_better=higher_is_better)
-    logs = [epoch_logs(1.0, value) if monitor == "val_bleu" else epoch_logs(value) for value in values]
+    callback = checkpoint(run_dir, metric)
+    if monitor == "val_bleu":
+        logs = [epoch_logs(1.0, value) for value in values]
+    else:
+        logs = [epoch_logs(value, validation=monitor.startswith("val_")) for value in values]
     stops = run_epochs(callback, logs, during=lambda epoch: stamp(callback.model, epoch + 1))
+    assert callback.record.history.monitor == monitor
     assert stops == [False] * len(values)
     assert callback.best_epoch() == best
     assert saved_stamp(run_dir) == best
@@ -526,13 +582,13 @@ def test_the_best_epoch_is_saved_for_lower_and_higher_is_better_monitors(
 
 
 def test_bleu_ties_go_to_the_lower_validation_cross_entropy(run_dir) -> None:
-    callback = checkpoint(run_dir, "val_bleu", higher_is_better=True)
+    callback = checkpoint(run_dir, "bleu")
     logs = [epoch_logs(2.0, 20.0), epoch_logs(1.5, 20.0), epoch_logs(1.8, 20.0), epoch_logs(1.0, 10.0)]
     run_epochs(callback, logs, during=lambda epoch: stamp(callback.model, epoch + 1))
     assert callback.best_epoch() == 2
     assert saved_stamp(run_dir) == 2
     # Equal on both: the earlier epoch; a missing cross-entropy loses the tie.
-    callback.history = [
+    callback.record.history.rows = [
         {"epoch": 1, "val_bleu": 20.0, "val_cross_entropy": None},
         {"epoch": 2, "val_bleu": 20.0, "val_cross_entropy": 1.5},
         {"epoch": 3, "val_bleu": 20.0, "val_cross_entropy": 1.5},
@@ -611,7 +667,7 @@ def test_the_time_budget_stops_before_an_epoch_that_would_overrun_it(
     run_dir, monkeypatch, durations, epochs_run
 ) -> None:
     clock = FakeClock()
-    monkeypatch.setattr(training, "time", clock)
+    monkeypatch.setattr(training.callbacks, "time", clock)
     notices: list[str] = []
     callback = checkpoint(run_dir, max_seconds=100, log=notices.append)
     stops = run_epochs(
@@ -627,7 +683,7 @@ def test_the_time_budget_stops_before_an_epoch_that_would_overrun_it(
 
 def test_the_time_budget_counts_the_epochs_before_a_resume(run_dir, monkeypatch) -> None:
     clock = FakeClock()
-    monkeypatch.setattr(training, "time", clock)
+    monkeypatch.setattr(training.callbacks, "time", clock)
     advance = lambda epoch: setattr(clock, "now", clock.now + 40)  # noqa: E731
     assert run_epochs(checkpoint(run_dir, max_seconds=100), [epoch_logs(2.0)], during=advance) == [False]
     # Alone, 40 s + another 40 s would fit in 100 s; with the 40 s spent before the resume it does not.
@@ -687,7 +743,6 @@ def test_bleu_monitored_run_saves_the_best_epoch_and_keeps_its_learning_rate_sch
     import sacrebleu
 
     from nmtcli.evaluation import reference_streams, token_cross_entropy
-    from nmtcli.translator import Translator
 
     run = tmp_path / "run"
     model_config = ModelConfig(arch="gru-attention", **SMALL_MODEL)
@@ -702,13 +757,20 @@ def test_bleu_monitored_run_saves_the_best_epoch_and_keeps_its_learning_rate_sch
     )
     interrupt = InterruptAfterLearningRateCut()
     with pytest.raises(KeyboardInterrupt):
-        train(model_config, train_config, data_dir=tiny_data, run_dir=run, callbacks=[interrupt])
+        train(
+            model_config,
+            train_config,
+            data_dir=tiny_data,
+            run_dir=run,
+            callbacks=[interrupt],
+            translator_factory=Translator,
+        )
     cut = interrupt.epoch
     assert cut < train_config.epochs, (
         "the learning rate was first cut after the last epoch; nothing to resume"
     )
 
-    result = train(model_config, train_config, data_dir=tiny_data, run_dir=run)
+    result = train(model_config, train_config, data_dir=tiny_data, run_dir=run, translator_factory=Translator)
     assert result.resumed_from_epoch == cut
     history, as_csv = read_history(run)
     assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5]
@@ -775,8 +837,8 @@ def test_a_spent_time_budget_ends_a_real_run_after_the_epoch_that_spent_it(tmp_p
     )
     assert [row["epoch"] for row in result.history] == [1]
     assert any("time budget" in notice for notice in notices), notices
-    assert run_status(result.run_dir) == "complete"
-    load_model(result.run_dir)
+    assert RunFolder(result.run_dir).is_complete()
+    RunFolder(result.run_dir).load_model()
 
 
 def test_the_loss_is_the_same_when_keras_finds_a_padding_mask_on_the_logits() -> None:
@@ -795,3 +857,43 @@ def test_the_loss_is_the_same_when_keras_finds_a_padding_mask_on_the_logits() ->
         plain = float(masked_loss(smoothing)(target, logits))
         assert float(masked_loss(smoothing)(target, masked)) == pytest.approx(plain, rel=1e-6)
     assert float(masked_loss()(target, masked)) == pytest.approx(float(reference), rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------
+# Resume restores the state, not only the bookkeeping
+
+
+class InterruptAtEpochStart(keras.callbacks.Callback):
+    """Simulates Ctrl-C as epoch ``epoch`` (1-based) begins, after the backup of the epoch before."""
+
+    def __init__(self, epoch: int):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, tiny_data) -> None:
+    model_config = ModelConfig(arch="lstm", **SMALL_MODEL)
+    train_config = TrainConfig(epochs=3, bleu_sample=0, **SMALL_TRAINING)
+    straight = train(model_config, train_config, data_dir=tiny_data, run_dir=tmp_path / "straight")
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            model_config,
+            train_config,
+            data_dir=tiny_data,
+            run_dir=tmp_path / "resumed",
+            callbacks=[InterruptAtEpochStart(2)],
+        )
+    resumed = train(model_config, train_config, data_dir=tiny_data, run_dir=tmp_path / "resumed")
+    assert resumed.resumed_from_epoch == 1
+    for key in ("cross_entropy", "val_cross_entropy", "learning_rate"):
+        assert [row[key] for row in resumed.history] == pytest.approx(
+            [row[key] for row in straight.history], rel=1e-5
+        ), key
+    assert resumed.best_epoch == straight.best_epoch
+    weights = [RunFolder(run).load_model().get_weights() for run in (straight.run_dir, resumed.run_dir)]
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

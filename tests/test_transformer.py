@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from conftest import TINY_TRAINING
 from nmtcli.config import ModelConfig, TrainConfig
-from nmtcli.decoding import beam_search, greedy_search
+from nmtcli.decoding import beam_decode, greedy_decode, greedy_search
 from nmtcli.models import build_model
 from nmtcli.models.transformer import TransformerSeq2Seq
 from nmtcli.vectorizers import END_ID, START_ID
@@ -123,15 +123,8 @@ def test_greedy_over_next_in_a_compiled_loop_equals_argmax_of_the_recomputed_pre
 
 
 def test_beam_search_gathers_the_cache_and_one_beam_is_greedy(model):
-    @tf.function
-    def search(source, beam_size):
-        memory = tf.nest.map_structure(lambda x: tf.repeat(x, beam_size, axis=0), model.encode(source))
-        state = model.initial_state(memory)
-        return beam_search(
-            lambda tokens, state: model.next(tokens, state, memory), state, tf.shape(source)[0], beam_size, 6
-        )
-
-    greedy = model.greedy(tf.constant(SOURCE), 6).numpy()
+    search = tf.function(lambda source, beam_size: beam_decode(model, source, 6, beam_size))
+    greedy = tf.function(lambda source: greedy_decode(model, source, 6))(tf.constant(SOURCE)).numpy()
     one = search(tf.constant(SOURCE), 1).numpy()
     np.testing.assert_array_equal(one, greedy[:, : one.shape[1]])
     assert search(tf.constant(SOURCE), 3).numpy().shape[0] == len(SOURCE)
@@ -185,11 +178,11 @@ def transformer_run(tmp_path_factory, tiny_data):
 
 
 def test_training_lowers_validation_loss_and_shares_the_joint_vocabulary(transformer_run):
-    from nmtcli.model_folder import read_config
+    from nmtcli.run_folder import RunFolder
 
     history = transformer_run.history
-    assert history[-1]["val_loss"] < history[0]["val_loss"]
-    model_config = read_config(transformer_run.run_dir)["model"]
+    assert history[-1]["val_cross_entropy"] < history[0]["val_cross_entropy"]
+    model_config = RunFolder(transformer_run.run_dir).config().model
     assert model_config.shared_embeddings is True  # the tiny data's default subword model is joint
     assert (transformer_run.run_dir / "vocab" / "source.model").is_file()
 
@@ -217,7 +210,7 @@ def test_mixed_precision_gives_float32_logits_and_decodes():
         out = model((SOURCE, np.array([[START_ID, 5]] * len(SOURCE), np.int32)), training=True)
         assert out.dtype == "float32" and np.isfinite(keras.ops.convert_to_numpy(out)).all()
         assert model.initial_state(model.encode(SOURCE))[0].dtype == "float16"
-        ids = tf.function(lambda s: model.greedy(s, tf.constant(4)))(tf.constant(SOURCE))
+        ids = tf.function(lambda s: greedy_decode(model, s, tf.constant(4)))(tf.constant(SOURCE))
         assert ids.shape[0] == len(SOURCE)
     finally:
         keras.config.set_dtype_policy(previous)

@@ -14,7 +14,7 @@ import pytest
 
 from nmtcli.errors import ConfigError, ModelError
 from nmtcli.files import sha256_file
-from nmtcli.model_folder import write_checksums
+from nmtcli.run_folder import RunFolder
 from nmtcli.translator import Translator
 from nmtcli.vectorizers import END_ID, PAD_ID, START_ID, WordTokenizer
 
@@ -48,18 +48,38 @@ def test_one_translation_per_input_in_order(translator) -> None:
     assert translator.translate(list(reversed(LINES))) == list(reversed(together))
 
 
-def test_large_batches_drop_ended_sentences_and_decode_the_same(translator, monkeypatch) -> None:
-    """Batches of more than ``FEW`` sentences use the loop that drops ended sentences, smaller ones
-    the plain loop: the same translations either way."""
-    import nmtcli.translator as module
+def test_greedy_decoding_drops_ended_sentences_and_decodes_as_the_plain_loop(translator) -> None:
+    """The translator's greedy decoder (ended sentences leave the batch) gives the ids of the plain
+    loop that computes every row at every step, and it is compiled once for any batch size."""
+    import tensorflow as tf
+
+    from nmtcli.decoding import ModelSteps, greedy_search
 
     lines = LINES * 4
-    assert len(lines) > module.FEW
-    dropping = translator.translate(lines, batch_size=len(lines))
-    assert translator._decode.experimental_get_tracing_count() == 1
-    monkeypatch.setattr(module, "FEW", len(lines))
-    assert translator.translate(lines, batch_size=len(lines)) == dropping
-    assert translator._decode_few.experimental_get_tracing_count() == 1
+    encoded = [translator.source.encode(line) for line in lines]
+    batch, steps = translator._padded(encoded, None)
+    model_steps = ModelSteps(translator.model)
+    plain = tf.function(
+        lambda source: greedy_search(
+            model_steps.next, model_steps.start(source), tf.shape(source)[0], steps, drop_finished=False
+        )
+    )(batch)
+    assert translator.translate_ids(encoded) == plain.numpy().tolist()
+    assert translator.translate(lines, batch_size=3) == translator.translate(lines)
+    assert list(translator._decoders) == [("greedy", 1, False)]
+    assert translator._decoders["greedy", 1, False].experimental_get_tracing_count() == 1
+
+
+def test_translate_stream_gives_the_translations_and_says_which_inputs_were_cut(translator) -> None:
+    long_line = " ".join(["dog"] * (translator.max_source_tokens + 5)) + "."
+    lines = [*LINES, "", long_line]
+    results = list(translator.translate_stream(iter(lines), batch_size=2, chunk_size=3))
+    assert [r.source for r in results] == lines
+    assert [r.translation for r in results] == translator.translate(lines)
+    assert [r.truncated for r in results] == [False] * (len(lines) - 1) + [True]
+    assert all(r.alignment is None for r in results)
+    with pytest.raises(ConfigError, match="chunk_size"):
+        next(translator.translate_stream(lines, chunk_size=0))
 
 
 def test_the_model_produces_words_from_its_vocabulary(translator) -> None:
@@ -219,7 +239,7 @@ def test_input_is_lowercased_when_the_training_data_was(run_dir, translator, tmp
     manifest = json.loads((run / "data-manifest.json").read_text(encoding="utf-8"))
     manifest["settings"]["lowercase"] = True
     (run / "data-manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    write_checksums(run, [sha256_file(run / "model.keras")])  # as if trained on lowercased data
+    RunFolder(run).write_checksums([sha256_file(run / "model.keras")])  # as if trained on lowercased data
     lowercasing = Translator.load(run)
     assert lowercasing.lowercase and not translator.lowercase
     assert lowercasing.translate(["RED Cat.", "Big  DOG\truns."]) == translator.translate(

@@ -10,7 +10,8 @@ import pytest
 
 from nmtcli import workspace as workspace_module
 from nmtcli.errors import ModelError
-from nmtcli.workspace import DEFAULT_WORKSPACE, Workspace, resolve_model_dir, run_status
+from nmtcli.run_folder import RunFolder
+from nmtcli.workspace import DEFAULT_WORKSPACE, Workspace, resolve_model_dir
 
 
 def make_run(ws: Workspace, name: str, status: str = "complete", model: bool = True) -> Path:
@@ -111,7 +112,7 @@ def test_runs_lists_only_folders_with_a_config(ws: Workspace) -> None:
     ("state", "expected"),
     [
         ('{"status": "complete"}', "complete"),
-        ('{"status": "running"}', "running"),
+        ('{"status": "running"}', "interrupted"),
         ("{}", "unknown"),
         ("[1]", "unknown"),
         ("{broken", "unknown"),
@@ -119,9 +120,11 @@ def test_runs_lists_only_folders_with_a_config(ws: Workspace) -> None:
     ],
 )
 def test_run_status(tmp_path: Path, state: str | None, expected: str) -> None:
+    """An unfinished run whose lock nobody holds is interrupted (``nmt train --resume`` goes on)."""
     if state is not None:
         (tmp_path / "state.json").write_text(state, encoding="utf-8")
-    assert run_status(tmp_path) == expected
+    assert RunFolder(tmp_path).status() == expected
+    assert not (tmp_path / ".lock").exists()  # looking never creates files
 
 
 # --------------------------------------------------------------------------------------------------

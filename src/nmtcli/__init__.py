@@ -25,6 +25,7 @@ _EXPORTS = {
     "PrepareConfig": "config",
     "ModelConfig": "config",
     "TrainConfig": "config",
+    "DecodingConfig": "config",
     "Workspace": "workspace",
     "prepare": "corpus",
     "read_pairs": "corpus",
@@ -40,6 +41,7 @@ __all__ = [
     "ConfigError",
     "CorpusError",
     "DataError",
+    "DecodingConfig",
     "ModelConfig",
     "ModelError",
     "NmtError",
@@ -58,7 +60,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import ModelConfig, PrepareConfig, TrainConfig
+    from .config import DecodingConfig, ModelConfig, PrepareConfig, TrainConfig
     from .corpus import prepare, read_pairs
     from .decoding import greedy_search
     from .errors import ConfigError, CorpusError, DataError, ModelError, NmtError

@@ -1,74 +1,27 @@
 """Attention alignments of a GRU-attention model and their pictures: a PNG heatmap or a terminal table.
 
-``Translator.attend(lines)`` returns one :class:`Alignment` per line; this module draws them. It needs
-no TensorFlow; matplotlib (the ``plot`` extra) is imported only to write a picture, and rich only to
-build a table.
+``Translator.attend(lines)`` returns one :class:`~nmtcli.alignment.Alignment` per line; this module
+draws them. It needs no TensorFlow; matplotlib (the ``plot`` extra) is imported only to write a
+picture, and rich only to build a table.
 """
 
 from __future__ import annotations
 
 import os
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .alignment import Alignment
 from .errors import ConfigError, NmtError
 from .files import atomic_path
-from .vectorizers import JOINER
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.table import Table
 
 PICTURE_FORMATS = (".png", ".svg", ".pdf")
-# Characters that would be invisible or break a label, shown as a visible stand-in.
-_VISIBLE = {" ": "\u2423", "\t": "\u21e5"}
-
-
-@dataclass(frozen=True, eq=False)
-class Alignment:
-    """Where the model looked in the source while writing each output token, for one sentence.
-
-    ``source_tokens``: the model's tokens of the (normalised, possibly cut) input, words or characters,
-    joiner marks kept. ``unknown[i]``: source token ``i`` is outside the vocabulary (the model saw
-    ``<unk>``). ``target_tokens``: the generated tokens, ending with ``<end>`` when the model ended the
-    sentence before ``max_length``. ``weights [len(target_tokens), len(source_tokens)]`` float32: row
-    ``t`` is the attention of output step ``t``; each row sums to 1. ``translation`` is exactly what
-    ``Translator.translate`` returns for the line.
-    """
-
-    source: str
-    translation: str
-    source_tokens: list[str]
-    target_tokens: list[str]
-    weights: np.ndarray
-    unknown: list[bool]
-
-    @property
-    def source_labels(self) -> list[str]:
-        """Source tokens as shown in pictures: joiner marks dropped, spaces visible."""
-        return [display_token(token) for token in self.source_tokens]
-
-    @property
-    def target_labels(self) -> list[str]:
-        return [display_token(token) for token in self.target_tokens]
-
-    @property
-    def empty(self) -> bool:
-        """No source tokens (a blank line): nothing to draw."""
-        return not self.source_tokens
-
-
-def display_token(token: str) -> str:
-    """A token as a readable label: ``"¿￭"`` -> ``"¿"``, ``" "`` -> ``"␣"``."""
-    if token in _VISIBLE:
-        return _VISIBLE[token]
-    stripped = token.strip(JOINER)
-    if not stripped:
-        return token
-    return "".join(c if c.isprintable() else f"U+{ord(c):04X}" for c in stripped)
 
 
 # --------------------------------------------------------------------------------------------------

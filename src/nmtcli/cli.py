@@ -8,6 +8,7 @@ TensorFlow is imported only inside the commands that need it, so ``nmt --help`` 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -554,6 +555,7 @@ def train(
 
     from .progress import RichProgress
     from .training import train as train_model
+    from .translator import Translator
 
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     tracking = _tracking_callbacks(mlflow, mlflow_uri, experiment, tensorboard, workspace)
@@ -567,6 +569,7 @@ def train(
         callbacks=[] if quiet else [RichProgress(stderr)],
         log=_ignore if quiet else stderr.print,
         run_callbacks=tracking,
+        translator_factory=Translator,
     )
     summary = {
         "run": str(result.run_dir),
@@ -581,10 +584,9 @@ def train(
         return
     best = summary["best"] or {}
     line = f"model saved to {result.run_dir} (best epoch {result.best_epoch}"
-    if best.get("val_loss") is not None:
-        line += f", val_loss {best['val_loss']:.4f}"
-    if best.get("val_perplexity") is not None:
-        line += f", val_ppl {best['val_perplexity']:.2f}"
+    for column, digits in (("val_cross_entropy", 4), ("val_perplexity", 2)):
+        if best.get(column) is not None:
+            line += f", {column} {best[column]:.{digits}f}"
     if best.get("val_bleu") is not None:
         line += f", val_bleu {best['val_bleu']:.2f}"
     typer.echo(line + ")")
@@ -671,7 +673,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Score a model with sacrebleu (BLEU, chrF, TER) and perplexity; default metrics BLEU and chrF."""
-    from .config import check_decoding
+    from .config import DecodingConfig
     from .errors import ConfigError
 
     metrics = [name for name, chosen in (("bleu", bleu), ("chrf", chrf), ("ter", ter)) if chosen]
@@ -680,7 +682,7 @@ def evaluate(
         raise ConfigError(f"--split must be test, valid or train; got {split!r}")
     if (source is None) != (not reference):
         raise ConfigError("--source and --reference go together")
-    check_decoding(batch_size, max_length, beam_size, length_penalty)
+    decoding = DecodingConfig(batch_size, max_length, beam_size, length_penalty, bf16_output)
     _check_mlflow_options(mlflow, mlflow_uri)
 
     _load_tensorflow()
@@ -708,18 +710,8 @@ def evaluate(
     from .files import atomic_write_text
     from .translator import Translator
 
-    translator = Translator.load(run_dir, bf16_output=bf16_output)
-    result = evaluate_model(
-        translator,
-        sources,
-        references,
-        metrics,
-        batch_size=batch_size,
-        max_length=max_length,
-        model_name=run_dir.name,
-        beam_size=beam_size,
-        length_penalty=length_penalty,
-    )
+    translator = Translator.load(run_dir)
+    result = evaluate_model(translator, sources, references, metrics, decoding, model_name=run_dir.name)
     if output is not None:
         atomic_write_text(output, "".join(h + "\n" for h in result.hypotheses))
     _record_scores(run_dir, split if source is None else str(source), result, scored)
@@ -745,24 +737,22 @@ def _record_scores(run_dir: Path, key: str, result, scored: str) -> None:
 def _split_references(run_dir: Path, data: Path | None, ws, split: str):
     from .corpus import PreparedData, group_references
     from .errors import DataError
-    from .files import read_json
-    from .model_folder import read_config
+    from .run_folder import RunFolder
 
+    run = RunFolder(run_dir)
     if data is None:
-        trained_on = Path(read_config(run_dir).get("data", ""))
+        trained_on = Path(run.config().data)
         data = trained_on if (trained_on / "manifest.json").is_file() else ws.data_dir
     prepared = PreparedData.load(data)
-    model_manifest = run_dir / "data-manifest.json"
-    if model_manifest.is_file():
-        trained = read_json(model_manifest)
-        if (trained.get("corpus"), trained.get("settings")) != (
-            prepared.manifest.get("corpus"),
-            prepared.manifest.get("settings"),
-        ):
-            raise DataError(
-                f"{data} was prepared from other data or settings than {run_dir} was "
-                "trained on, so its test split may overlap training; pass --source/--reference"
-            )
+    trained = run.manifest()
+    if trained is not None and (trained.get("corpus"), trained.get("settings")) != (
+        prepared.manifest.get("corpus"),
+        prepared.manifest.get("settings"),
+    ):
+        raise DataError(
+            f"{data} was prepared from other data or settings than {run_dir} was "
+            "trained on, so its test split may overlap training; pass --source/--reference"
+        )
     sources, references = group_references(prepared.pairs(split))
     return sources, references, f"{data}/{split}.tsv"
 
@@ -843,77 +833,65 @@ def translate(
     quiet: QuietOpt = False,
 ) -> None:
     """Translate sentences with greedy or beam search: exactly one output line per input line."""
-    from .config import check_decoding
+    from .config import DecodingConfig
     from .corpus import check_readable
     from .errors import ConfigError
 
     if sentences and input is not None:
         raise ConfigError("give sentences as arguments or with --input, not both")
-    check_decoding(batch_size, max_length, beam_size, length_penalty)
+    decoding = DecodingConfig(batch_size, max_length, beam_size, length_penalty, bf16_output)
     if input is not None:
         check_readable(input, "input")
     if attention is not None:
         if beam_size != 1:
             raise ConfigError("--attention shows greedy decoding; leave out --beam-size")
-        _translate_with_attention(
-            sentences, input, output, model, workspace, batch_size, max_length, attention, quiet, bf16_output
-        )
-        return
+        lines = _attention_lines(sentences, input, attention)
+    else:
+        lines = itertools.chain.from_iterable(_input_chunks(sentences, input, chunk=1024))
+    interactive = not sentences and input is None and sys.stdin.isatty()
     _load_tensorflow()
     from .translator import Translator
 
-    run_dir = _resolve_model(model, workspace)
-
-    translator = Translator.load(run_dir, bf16_output=bf16_output)
-    truncated = 0
+    translator = Translator.load(_resolve_model(model, workspace))
+    results = translator.translate_stream(
+        lines, decoding, attention=attention is not None, chunk_size=1 if interactive else 1024
+    )
+    alignments, truncated = [], 0
 
     def translations():
         nonlocal truncated
-        for chunk in _input_chunks(sentences, input, chunk=1024):
-            yield translator.translate(
-                chunk,
-                batch_size=batch_size,
-                max_length=max_length,
-                beam_size=beam_size,
-                length_penalty=length_penalty,
-            )
-            truncated += translator.truncated
+        for result in results:
+            truncated += result.truncated
+            if result.alignment is not None:
+                alignments.append(result.alignment)
+            yield result.translation + "\n"
 
     if output is None:
-        for lines in translations():
-            sys.stdout.writelines(line + "\n" for line in lines)
+        for line in translations():
+            sys.stdout.write(line)
             sys.stdout.flush()
     else:
         from .files import atomic_open
 
         with atomic_open(output) as handle:
-            for lines in translations():
-                handle.writelines(line + "\n" for line in lines)
+            handle.writelines(translations())
     if truncated:
         typer.echo(
             f"nmt: warning: {truncated} input line(s) longer than {translator.max_source_tokens} tokens "
             "were cut to that length",
             err=True,
         )
+    if attention is not None:
+        _draw_attention(alignments, attention, quiet)
 
 
 MAX_ATTENTION_LINES = 100
 
 
-def _translate_with_attention(
-    sentences,
-    input,
-    output,
-    model,
-    workspace,
-    batch_size,
-    max_length,
-    attention: str,
-    quiet: bool,
-    bf16_output: bool,
-) -> None:
-    """``translate --attention``: the same translations, then one picture (or table) per line."""
-    from .attention import check_picture_path, heatmap_table, picture_paths, save_picture
+def _attention_lines(sentences, input, attention: str) -> list[str]:
+    """``translate --attention``: the input lines, at most ``MAX_ATTENTION_LINES``, once the picture
+    path is known to be writable."""
+    from .attention import check_picture_path
     from .errors import ConfigError
 
     if attention != "-":
@@ -925,32 +903,19 @@ def _translate_with_attention(
             raise ConfigError(
                 f"--attention draws at most {MAX_ATTENTION_LINES} lines; translate longer inputs without it"
             )
-    _load_tensorflow()
+    return lines
+
+
+def _draw_attention(alignments, attention: str, quiet: bool) -> None:
+    """One picture (or table on stderr, for ``-``) per line."""
     from rich.console import Console
 
-    from .translator import Translator
-
-    translator = Translator.load(_resolve_model(model, workspace), bf16_output=bf16_output)
-    alignments = translator.attend(lines, batch_size=batch_size, max_length=max_length)
-    text = "".join(alignment.translation + "\n" for alignment in alignments)
-    if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        from .files import atomic_write_text
-
-        atomic_write_text(output, text)
-    if translator.truncated:
-        typer.echo(
-            f"nmt: warning: {translator.truncated} input line(s) longer than "
-            f"{translator.max_source_tokens} tokens were cut to that length",
-            err=True,
-        )
+    from .attention import heatmap_table, picture_paths, save_picture
 
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     if not stderr.is_terminal:
         stderr.width = 1000  # a pipe or file gets whole tables, never squeezed to 80 columns
-    paths = picture_paths(attention, len(lines)) if attention != "-" else [None] * len(lines)
+    paths = picture_paths(attention, len(alignments)) if attention != "-" else [None] * len(alignments)
     for number, (alignment, path) in enumerate(zip(alignments, paths, strict=True), start=1):
         if alignment.empty:
             typer.echo(f"nmt: warning: line {number} is empty: no attention to draw", err=True)
@@ -1063,7 +1028,7 @@ def plot(
         bool, typer.Option("--terminal", help="Show a table in the terminal instead of a picture.")
     ] = False,
 ) -> None:
-    """Draw training curves: loss and perplexity per epoch, training solid and validation dashed."""
+    """Draw training curves: cross-entropy and perplexity per epoch, training solid and validation dashed."""
     from .curves import INSTALL_HINT, have_matplotlib, read_histories, render_png, render_terminal
     from .workspace import resolve_model_dir
 
@@ -1090,7 +1055,9 @@ def plot(
     if output is None:
         if len(run_dirs) > 1:
             raise ConfigError("several runs: say where the picture goes with --output FILE.png")
-        output = run_dirs[0] / "curves.png"
+        from .run_folder import RunFolder
+
+        output = RunFolder(run_dirs[0]).curves_path
     render_png(histories, output)
     typer.echo(f"curves saved to {output}")
 

@@ -259,17 +259,77 @@ MAX_LENGTH_PENALTY = 10.0
 DEFAULT_LENGTH_PENALTY = 0.6  # GNMT's alpha; see decoding.beam_search
 
 
-def check_decoding(
-    batch_size: int,
-    max_length: int | None,
-    beam_size: int = 1,
-    length_penalty: float = DEFAULT_LENGTH_PENALTY,
-) -> None:
-    """Validate the decoding options shared by ``translate`` and ``evaluate``."""
-    _check_range("batch_size", batch_size, 1, 65_536)
-    if max_length is not None:
-        _check_range("max_length", max_length, 1, 100_000)
-    _check_range("beam_size", beam_size, 1, MAX_BEAM_SIZE)
-    _check_range("length_penalty", length_penalty, 0, MAX_LENGTH_PENALTY, integer=False)
-    if math.isnan(length_penalty):
-        raise ConfigError("length_penalty must be a number; got nan", field="length_penalty")
+@dataclass(frozen=True)
+class DecodingConfig(_Serializable):
+    """How sentences are decoded, for ``translate``, ``evaluate`` and the BLEU sample while training.
+
+    ``beam_size`` 1 is greedy search; more keeps that many hypotheses per sentence (beam search, scored
+    with GNMT's ``length_penalty``; see ``decoding.beam_search``). ``max_length`` None decodes at most
+    ``decoding.default_max_length`` tokens (twice the source plus 10, capped). ``bf16_output``: the
+    output layer's product in bfloat16 on CPUs that have it natively (``models.bf16``), ignored
+    elsewhere. ``batch_size`` counts sentences; beam search decodes ``batch_size * beam_size`` rows.
+    """
+
+    batch_size: int = 64
+    max_length: int | None = None
+    beam_size: int = 1
+    length_penalty: float = DEFAULT_LENGTH_PENALTY
+    bf16_output: bool = False
+
+    def __post_init__(self) -> None:
+        _check_range("batch_size", self.batch_size, 1, 65_536)
+        if self.max_length is not None:
+            _check_range("max_length", self.max_length, 1, 100_000)
+        _check_range("beam_size", self.beam_size, 1, MAX_BEAM_SIZE)
+        _check_range("length_penalty", self.length_penalty, 0, MAX_LENGTH_PENALTY, integer=False)
+        if math.isnan(self.length_penalty):
+            raise ConfigError("length_penalty must be a number; got nan", field="length_penalty")
+        if not isinstance(self.bf16_output, bool):
+            raise ConfigError(
+                f"bf16_output must be true or false; got {self.bf16_output!r}", field="bf16_output"
+            )
+
+    @property
+    def method(self) -> str:
+        """``"greedy"`` or ``"beam"``."""
+        return "greedy" if self.beam_size == 1 else "beam"
+
+    def signature(self) -> list[str]:
+        """nmtcli's signature parts for these settings, e.g. ``["decode:beam", "beam:4", "lenpen:0.6",
+        "output:bf16", "max_len:auto"]``; join them with ``|``. ``output:bf16`` only where bfloat16 ran
+        (see ``Translator.effective``); the batch size changes no output and is left out."""
+        parts = [f"decode:{self.method}"]
+        if self.method == "beam":
+            parts += [f"beam:{self.beam_size}", f"lenpen:{self.length_penalty}"]
+        if self.bf16_output:
+            parts.append("output:bf16")
+        return [*parts, f"max_len:{self.max_length or 'auto'}"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as recorded with scores (``--json``, ``evaluation.json``)."""
+        return {
+            "method": self.method,
+            "beam_size": self.beam_size,
+            "length_penalty": self.length_penalty if self.method == "beam" else None,
+            "max_length": self.max_length or "auto",
+            "batch_size": self.batch_size,
+            "bf16_output": self.bf16_output,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """The inverse of ``to_dict`` (also reads the plain field names)."""
+        data = {k: v for k, v in data.items() if v is not None}
+        if data.get("max_length") == "auto":
+            data.pop("max_length")
+        return super().from_dict(data)
+
+    def with_options(self, **options: Any) -> DecodingConfig:
+        """A copy with some fields changed (and validated): ``config.with_options(beam_size=4)``."""
+        return dataclasses.replace(self, **options) if options else self
+
+
+def decoding_config(decoding: DecodingConfig | None = None, **options: Any) -> DecodingConfig:
+    """``decoding`` (default settings when None) with the keyword ``options`` applied: the shortcut
+    behind ``Translator.translate(lines, beam_size=4)``. An unknown option is a TypeError."""
+    return (decoding or DecodingConfig()).with_options(**options)

@@ -20,10 +20,9 @@ import itertools
 import os
 import shutil
 import tempfile
-import unicodedata
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,7 +42,8 @@ from .files import (
     sha256_file,
 )
 from .subwords import prepare_subwords
-from .vectorizers import JOINER, UNK_ID, Vectorizer, Vocabulary, make_tokenizer
+from .text import normalize
+from .vectorizers import UNK_ID, Vectorizer, Vocabulary, make_tokenizer
 
 DATA_FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
@@ -275,18 +275,6 @@ def read_pairs(
 
 # --------------------------------------------------------------------------------------------------
 # Normalising and filtering
-
-
-def normalize(text: str, lowercase: bool = False) -> str:
-    """Control and format characters removed; every run of whitespace one space; then NFC."""
-    if any(unicodedata.category(c) in ("Cc", "Cf") or c == JOINER for c in text):
-        text = "".join(
-            " " if c.isspace() else c
-            for c in text
-            if c.isspace() or (unicodedata.category(c) not in ("Cc", "Cf") and c != JOINER)
-        )
-    text = unicodedata.normalize("NFC", " ".join(text.split()))
-    return unicodedata.normalize("NFC", text.lower()) if lowercase else text
 
 
 def _drop_reason(source: str, target: str, config: PrepareConfig, words: Any) -> str | None:
@@ -577,3 +565,9 @@ def group_references(pairs: list[tuple[str, str]]) -> tuple[list[str], list[list
     for source, target in pairs:
         grouped.setdefault(source, []).append(target)
     return list(grouped), list(grouped.values())
+
+
+def reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
+    """sacrebleu's layout: stream k holds the k-th reference of every sentence (None where absent)."""
+    depth = max((len(refs) for refs in references), default=0)
+    return [[refs[k] if k < len(refs) else None for refs in references] for k in range(depth)]

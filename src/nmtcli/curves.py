@@ -8,8 +8,6 @@ solid and validation dashed.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -18,19 +16,21 @@ from pathlib import Path
 
 from .errors import ConfigError, ModelError
 from .files import atomic_path
+from .history import History
+from .run_folder import HISTORY_CSV, RunFolder
 
-HISTORY_FILE = "history.csv"
-# Columns `nmt train` writes; a value in them that is not a number means the file is damaged. Other
-# columns are drawn when they hold numbers and skipped when they hold text.
-NUMERIC_COLUMNS = ("epoch", "loss", "perplexity", "val_loss", "val_perplexity", "learning_rate", "seconds")
+HISTORY_FILE = HISTORY_CSV
 INSTALL_HINT = "pip install 'nmtcli[plot]'"
-# Columns that are not a metric to draw against the epoch, or that have their own treatment.
-# The cross-entropy columns are drawn as perplexity, which is their exponential.
-BOOKKEEPING = ("epoch", "learning_rate", "seconds", "cross_entropy", "val_cross_entropy")
+# Columns that are not a metric to draw against the epoch, or that have their own treatment. Keras'
+# objective is not the loss shown to users; it is drawn only for histories older than the
+# cross-entropy columns.
+BOOKKEEPING = ("epoch", "learning_rate", "seconds")
+OBJECTIVE = ("objective", "val_objective")
 # Metrics drawn on a log scale: they span orders of magnitude early in training.
 LOG_SCALE = ("perplexity",)
 TITLES = {
-    "loss": ("Loss", "training objective per token (nats)"),
+    "cross_entropy": ("Cross-entropy", "cross-entropy per target token (nats)"),
+    "objective": ("Training objective", "objective per token (nats)"),
     "bleu": ("Validation BLEU (sample)", "BLEU"),
     "perplexity": ("Perplexity (log scale)", "perplexity"),
     "learning_rate": ("Learning rate", "learning rate"),
@@ -43,123 +43,77 @@ BAR_EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 @dataclass
 class RunHistory:
-    """One run's per-epoch values: ``rows[i][column]`` is a float, or None where nothing was logged."""
+    """One run's history with the name and folder it is drawn under. The best epoch and the column it
+    is chosen by are the :class:`~nmtcli.history.History`'s, as training picked them."""
 
     name: str
     path: Path
-    columns: list[str]
-    rows: list[dict[str, float | None]]
-    early_stopping_metric: str = "loss"  # from the run's config.json: "loss" or "bleu"
+    history: History
+
+    @property
+    def columns(self) -> list[str]:
+        return self.history.columns
+
+    @property
+    def rows(self) -> list[dict[str, float | None]]:
+        return self.history.rows
 
     @property
     def epochs(self) -> list[int]:
-        return [int(row["epoch"] or 0) for row in self.rows]  # read_history guarantees an epoch
+        return self.history.epochs
 
     def series(self, column: str) -> list[float | None]:
-        return [row.get(column) for row in self.rows]
+        return self.history.series(column)
 
     def has(self, column: str) -> bool:
-        return any(value is not None for value in self.series(column))
+        return self.history.has(column)
 
     @property
     def monitor(self) -> str:
-        """The column training chose the best epoch by: validation BLEU or cross-entropy (or loss, in
-        histories written before the cross-entropy was logged) when there was validation."""
-        if self.early_stopping_metric == "bleu" and self.has("val_bleu"):
-            return "val_bleu"
-        for column in ("val_cross_entropy", "val_loss", "cross_entropy"):
-            if self.has(column):
-                return column
-        return "loss"
+        return self.history.monitor
 
     @property
     def best_epoch(self) -> int | None:
-        """The best epoch by ``monitor`` as training picks it: highest BLEU (ties to the lower
-        validation cross-entropy) or lowest loss, the earliest on a tie."""
-        scored = [row for row in self.rows if row.get(self.monitor) is not None]
-        if not scored:
-            return self.epochs[-1] if self.rows else None
-        sign = -1.0 if self.monitor == "val_bleu" else 1.0
+        return self.history.best_epoch()
 
-        def key(row):
-            return (sign * row[self.monitor], row.get("val_cross_entropy") or math.inf, row["epoch"])
-
-        return int(min(scored, key=key)["epoch"])
+    def hidden(self) -> tuple[str, ...]:
+        """Columns not drawn as metrics: bookkeeping, and the objective when the cross-entropy is there."""
+        if self.has("cross_entropy") or self.has("val_cross_entropy"):
+            return BOOKKEEPING + OBJECTIVE
+        return BOOKKEEPING
 
     def metrics(self) -> list[str]:
-        """Metric names with a value somewhere: ``loss`` covers ``loss`` and ``val_loss``."""
+        """Metric names with a value somewhere: ``cross_entropy`` covers it and ``val_cross_entropy``."""
         names: list[str] = []
         for column in self.columns:
-            if column in BOOKKEEPING or not self.has(column):
+            if column in self.hidden() or not self.has(column):
                 continue
             name = column.removeprefix("val_")
             if name not in names:
                 names.append(name)
         return names
 
-
-def _number(text: str | None, path: Path, line: int, column: str) -> float | None:
-    if text is None or text.strip() == "":
+    def best_marker(self) -> tuple[str, int, float] | None:
+        """Where the best-epoch star goes: ``(panel, epoch, value)``, on the cross-entropy panel at the
+        best epoch's validation cross-entropy (training's without validation); None if not drawn."""
+        best = self.best_epoch
+        row = self.history.row(best) if best is not None else None
+        if row is None:
+            return None
+        panel = "cross_entropy" if "cross_entropy" in self.metrics() else "objective"
+        for column in (f"val_{panel}", panel):
+            if row.get(column) is not None:
+                return panel, best, float(row[column])
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise ModelError(
-            f"{path}: line {line}: {column} is not a number ({text[:40]!r}); the history is damaged"
-        ) from None
-    return value if math.isfinite(value) else None
 
 
 def read_history(run_dir: str | os.PathLike, name: str | None = None) -> RunHistory:
-    """Read ``RUN/history.csv``. Empty cells (no validation split) become None."""
+    """Read ``RUN/history.csv`` (see ``RunFolder.history``); a ModelError if there is none."""
     run_dir = Path(run_dir)
-    path = run_dir / HISTORY_FILE
-    if not path.is_file():
+    run = RunFolder(run_dir)
+    if not run.has_history():
         raise ModelError(f"{run_dir}: no {HISTORY_FILE} yet; training has not finished an epoch")
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            columns = [c.strip() for c in reader.fieldnames or []]
-            if "epoch" not in columns:
-                raise ModelError(f"{path}: no 'epoch' column in the header; not an nmtcli history")
-            reader.fieldnames = columns
-            rows, text_columns = [], set()
-            for row in reader:
-                if None in row:  # more cells than header names
-                    raise ModelError(f"{path}: line {reader.line_num}: more values than columns")
-                values = {}
-                for column in columns:
-                    try:
-                        values[column] = _number(row.get(column), path, reader.line_num, column)
-                    except ModelError:
-                        if column in NUMERIC_COLUMNS:
-                            raise
-                        text_columns.add(column)
-                epoch = values["epoch"]
-                if epoch is None or not epoch.is_integer() or epoch < 1:
-                    raise ModelError(f"{path}: line {reader.line_num}: no epoch number")
-                values["epoch"] = int(epoch)
-                rows.append(values)
-    except UnicodeDecodeError:
-        raise ModelError(f"{path}: not UTF-8 text; the history is damaged") from None
-    except csv.Error as exc:
-        raise ModelError(f"{path}: unreadable CSV ({exc})") from None
-    columns = [c for c in columns if c not in text_columns]
-    rows = [{c: row.get(c) for c in columns} for row in rows]
-    return RunHistory(name or run_dir.resolve().name, run_dir, columns, rows, _early_stopping_metric(run_dir))
-
-
-def _early_stopping_metric(run_dir: Path) -> str:
-    """What the run's training picked its best epoch by; "loss" if its config does not say."""
-    try:
-        training = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("training", {})
-        return (
-            "bleu"
-            if training.get("early_stopping_metric") == "bleu" and training.get("bleu_sample")
-            else "loss"
-        )
-    except (OSError, ValueError, AttributeError):
-        return "loss"
+    return RunHistory(name or run_dir.resolve().name, run_dir, run.history())
 
 
 def read_histories(run_dirs: Sequence[Path]) -> list[RunHistory]:
@@ -189,11 +143,11 @@ def have_matplotlib() -> bool:
 
 
 def _panels(histories: Sequence[RunHistory]) -> list[str]:
-    """Loss and perplexity first, then other metrics; the learning rate only if it changed."""
+    """Cross-entropy and perplexity first, then other metrics; the learning rate only if it changed."""
     found: list[str] = []
     for history in histories:
         found += [name for name in history.metrics() if name not in found]
-    panels = [name for name in ("loss", "perplexity") if name in found]
+    panels = [name for name in ("cross_entropy", "objective", "perplexity") if name in found]
     panels += [name for name in found if name not in panels]
     rates = {rate for h in histories for rate in h.series("learning_rate") if rate is not None}
     if len(rates) > 1:
@@ -213,7 +167,7 @@ def render_png(histories: Sequence[RunHistory], path: str | os.PathLike, dpi: in
     """Draw the curves of ``histories`` into ``path`` (PNG, or SVG/PDF by extension); return the path.
 
     One panel per metric; x is the epoch (integer ticks), one colour per run, training solid and
-    validation dashed; a star marks each run's best epoch on the loss panel.
+    validation dashed; a star marks each run's best epoch on the cross-entropy panel.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -282,11 +236,10 @@ def _plot_metric(ax, history: RunHistory, metric: str, colour: str) -> None:
         values = [nan if v is None else v for v in history.series(column)]
         marker = "o" if len(epochs) <= 30 else None  # dots only where they can be told apart
         ax.plot(epochs, values, ls=style, color=colour, marker=marker, markersize=3)
-    if metric == "loss":
-        best = history.best_epoch
-        value = next((row[history.monitor] for row in history.rows if row["epoch"] == best), None)
-        if value is not None:
-            ax.plot([best], [value], ls="", marker="*", markersize=12, color=colour, mec="black", mew=0.6)
+    marker = history.best_marker()
+    if marker is not None and marker[0] == metric:
+        _, best, value = marker
+        ax.plot([best], [value], ls="", marker="*", markersize=12, color=colour, mec="black", mew=0.6)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -340,14 +293,14 @@ def _format(value: float | None, column: str) -> str:
         return "-"
     if column == "seconds":
         return f"{value:.1f}"
-    if "loss" in column:
+    if "cross_entropy" in column or "objective" in column:
         return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
     return f"{value:.2f}" if abs(value) < 1e5 else f"{value:.2e}"
 
 
 def render_terminal(histories: Sequence[RunHistory], most_rows: int = 20):
-    """A rich renderable: per run, a table of epochs with a bar for the monitored loss, the best epoch
-    starred, and sparklines of each series in the caption."""
+    """A rich renderable: per run, a table of epochs with a bar for the column the best epoch is chosen
+    by, the best epoch starred, and sparklines of each series in the caption."""
     from rich.console import Group
     from rich.table import Table
 
@@ -355,8 +308,7 @@ def render_terminal(histories: Sequence[RunHistory], most_rows: int = 20):
     for history in histories:
         monitor, best = history.monitor, history.best_epoch
         shown = _shown_rows(history, most_rows)
-        # The cross-entropy columns are left out: perplexity shows the same, and the table must fit.
-        values = [c for c in history.columns if c not in BOOKKEEPING + ("seconds",) and history.has(c)]
+        values = [c for c in history.columns if c not in history.hidden() and history.has(c)]
         values += ["seconds"] if history.has("seconds") else []
         high = max((v for v in history.series(monitor) if v is not None), default=0.0)
         table = Table(
@@ -365,7 +317,7 @@ def render_terminal(histories: Sequence[RunHistory], most_rows: int = 20):
         table.add_column("epoch", justify="right")
         for column in values:
             table.add_column(SHORT_NAMES.get(column, column.replace("_", " ")), justify="right")
-        table.add_column(monitor.replace("_", " "), justify="left", no_wrap=True)
+        table.add_column("", justify="left", no_wrap=True)  # the bar: named in the caption
         for i in shown:
             row = history.rows[i]
             epoch = int(row["epoch"] or 0)
@@ -380,7 +332,7 @@ def render_terminal(histories: Sequence[RunHistory], most_rows: int = 20):
         ]
         if len(shown) < len(history.rows):
             lines.append(f"showing {len(shown)} of {len(history.rows)} epochs")
-        lines.append("* best epoch")
+        lines.append(f"* best epoch, by {monitor.replace('_', ' ')} (the bar)")
         table.caption = "\n".join(lines)
         table.caption_justify = "left"
         tables.append(table)

@@ -1,4 +1,5 @@
-"""Batched greedy and beam-search decoding over a step function, each in one TensorFlow loop.
+"""Batched greedy and beam-search decoding over a step function, each in one TensorFlow loop, and the
+one adapter that turns a model into such a step function (:class:`ModelSteps`).
 
 The loops know nothing about models: they call ``next_fn(tokens [N], state) -> (logits [N, V], state)``
 until every sentence has produced the end id or ``max_length`` steps have run; ``N`` is the batch
@@ -11,6 +12,12 @@ With ``drop_finished`` the greedy loop stops computing sentences that have ended
 ``tokens`` and every tensor of ``state`` (so per-sentence data the step needs, such as encoder
 outputs, must travel in ``state``, not in a closure). In a batch of a few hundred sentences the
 longest one decides how many steps run, and most rows have long ended by then.
+
+Every tensor of ``state`` has the batch axis first (scalars are passed on unchanged); between steps
+its rank and dtype stay, while any other axis may change size (the loops declare those axes free), so
+a key/value cache may grow by one position per step. :func:`greedy_decode`,
+:func:`greedy_decode_with_attention` and :func:`beam_decode` run a model through :class:`ModelSteps`;
+``Translator`` and the SavedModel export call them inside their ``tf.function``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 import tensorflow as tf
 
 from .config import DEFAULT_LENGTH_PENALTY
+from .models import bf16
 from .vectorizers import END_ID, PAD_ID, START_ID
 
 StepFn = Callable[[tf.Tensor, Any], tuple[tf.Tensor, Any]]
@@ -114,6 +122,7 @@ def _greedy_loop(next_fn, state, batch_size, max_length, start_id, end_id, colle
 
     loop_vars = (tf.constant(0), tokens, state, finished, rows, outputs, extras)
     invariants = tf.nest.map_structure(_shape_invariant, loop_vars)
+    invariants = (*invariants[:2], tf.nest.map_structure(_free_but_batch, state), *invariants[3:])
     if drop_finished:
         invariants = tf.nest.map_structure(_batch_axis_free, invariants)
     _, _, _, _, _, outputs, extras = tf.while_loop(
@@ -151,11 +160,25 @@ def _shape_invariant(x):
     return x.shape if isinstance(x, tf.Tensor) else tf.TensorShape(None)
 
 
+def _free_but_batch(x: tf.Tensor) -> tf.TensorShape:
+    """A state tensor's loop invariant: its rank and batch axis kept, its other axes free to change
+    size between steps (a growing key/value cache)."""
+    shape = x.shape
+    if shape.rank is None or shape.rank == 0:
+        return shape
+    return tf.TensorShape([shape[0]] + [None] * (shape.rank - 1))
+
+
 def _batch_axis_free(shape: tf.TensorShape) -> tf.TensorShape:
     """``shape`` with its first axis unknown (scalars, and unknown ranks, unchanged)."""
     if shape.rank is None or shape.rank == 0:
         return shape
     return tf.TensorShape([None, *shape[1:]])
+
+
+def gather_rows(nest: Any, rows: tf.Tensor) -> Any:
+    """Every tensor of ``nest`` gathered along axis 0 by ``rows``; scalars left alone."""
+    return tf.nest.map_structure(lambda x: tf.gather(x, rows) if x.shape.rank else x, nest)
 
 
 def repeat_beams(nest: Any, beam_size: int) -> Any:
@@ -184,13 +207,15 @@ def beam_search(
     length_penalty: tf.Tensor | float = DEFAULT_LENGTH_PENALTY,
     start_id: int = START_ID,
     end_id: int = END_ID,
+    reorder: Callable[[Any, tf.Tensor], Any] | None = None,
 ) -> tf.Tensor:
     """Keep the ``beam_size`` most likely prefixes of each sentence. Returns ids ``[B, steps]``, int32.
 
     Each row is the best hypothesis of its sentence, its end id included, padded with ``PAD_ID``, as
     in ``greedy_search``; ``steps <= max_length``. ``state`` is any nest of tensors whose first axis
     holds the ``B * K`` beams sentence-major (see ``repeat_beams``); after each step it is reordered
-    with ``tf.gather`` by each beam's parent. Scalars in it are passed on unchanged.
+    by each beam's parent: ``reorder(state, rows [B * K]) -> state`` (default :func:`gather_rows`, every
+    tensor gathered along axis 0; scalars passed on unchanged).
 
     Scores are sums of log-softmax probabilities (nats). A hypothesis that ends scores ``log p / ((5 +
     n) / 6) ** length_penalty``, ``n`` its length in tokens with the end id (GNMT); ``length_penalty``
@@ -207,6 +232,7 @@ def beam_search(
     batch_size = tf.convert_to_tensor(batch_size, tf.int32)
     max_length = tf.convert_to_tensor(max_length, tf.int32)
     state = tf.nest.map_structure(tf.convert_to_tensor, state)
+    reorder = reorder or gather_rows
     neg_inf = tf.constant(float("-inf"), tf.float32)
     # Only beam 0 is live at first; the others start at -inf, so the first step's K best candidates
     # are K distinct continuations of the start token rather than K copies of the best.
@@ -253,7 +279,7 @@ def beam_search(
         alive_seqs = tf.gather(candidates, keep, batch_dims=1)
         tokens = tf.reshape(tf.gather(chosen, keep, batch_dims=1), [-1])
         rows = tf.reshape(tf.gather(parents, keep, batch_dims=1) + beam_offsets, [-1])  # [B*K]
-        state = tf.nest.map_structure(lambda x: tf.gather(x, rows) if x.shape.rank else x, state)
+        state = reorder(state, rows)
 
         # Log-probabilities only fall as a prefix grows and the penalty factor only grows with
         # length, so a live beam can reach at most its score now over the factor at max_length.
@@ -275,7 +301,16 @@ def beam_search(
     )
     growing = tf.TensorShape([None, k, None])
     invariants = tf.nest.map_structure(lambda x: x.shape, loop_vars)
-    invariants = (*invariants[:4], growing, invariants[5], growing, *invariants[7:])
+    state_invariants = tf.nest.map_structure(_free_but_batch, state)
+    invariants = (
+        *invariants[:2],
+        state_invariants,
+        invariants[3],
+        growing,
+        invariants[5],
+        growing,
+        *invariants[7:],
+    )
     steps, _, _, alive_scores, alive_seqs, f_scores, f_seqs, f_lengths, _ = tf.while_loop(
         keep_going,
         one_step,
@@ -289,3 +324,108 @@ def beam_search(
     best = tf.where(any_finished[:, None], f_seqs[:, 0], tf.gather(alive_seqs, alive_best, batch_dims=1))
     lengths = tf.where(any_finished, f_lengths[:, 0], steps)
     return best[:, : tf.reduce_max(lengths)]
+
+
+# --------------------------------------------------------------------------------------------------
+# The glue between a model and the loops
+
+
+def default_max_length(source_length: Any, max_target_length: int) -> Any:
+    """The step limit when none is given: twice the source length (tokens) plus 10, within twice the
+    longest training target (at least 16). ``source_length`` a Python int or a scalar int32 tensor."""
+    cap = max(16, 2 * max_target_length)
+    if isinstance(source_length, int):
+        return min(cap, 2 * source_length + 10)
+    return tf.minimum(cap, 2 * source_length + 10)
+
+
+class ModelSteps:
+    """A model's decoding steps as the loops above call them: the one place where a model meets search.
+
+    A model offers ``encode(source [B, S]) -> memory``, ``initial_state(memory) -> state`` and
+    ``next(tokens [B], state, memory) -> (logits [B, V], state)`` (and, for attention pictures,
+    ``next_with_attention`` that also returns ``weights [B, S]``); a new architecture writes only
+    these. Here the loop state is ``(state, memory)``, so that memory travels with its sentence when
+    greedy search drops ended rows. What ``state`` and ``memory`` may hold:
+
+    - every tensor has the batch axis first (scalars are passed on unchanged): the loops drop, repeat
+      and reorder rows along it;
+    - ``memory`` never changes during a decode: beam search does not reorder it, since all beams of a
+      sentence share it and a beam's parent is always a beam of the same sentence;
+    - a tensor of ``state`` keeps its rank and dtype from step to step, while its other axes may change
+      size: a key/value cache may grow by one position per step (concatenated along its time axis)
+      or be allocated once and written in place.
+    """
+
+    def __init__(self, model: Any, with_attention: bool = False):
+        self.model = model
+        self.with_attention = with_attention
+
+    def start(self, source: tf.Tensor, beam_size: int = 1) -> Any:
+        """``source [B, S] -> (state, memory)``, rows repeated ``beam_size`` times (sentence-major)."""
+        memory = self.model.encode(source, training=False)
+        if beam_size > 1:
+            memory = repeat_beams(memory, beam_size)
+        return self.model.initial_state(memory), memory
+
+    def next(self, tokens: tf.Tensor, carried: Any) -> tuple:
+        """One step: ``(logits [N, V], (state, memory))``, with ``weights [N, S]`` after them when made
+        ``with_attention``."""
+        state, memory = carried
+        if self.with_attention:
+            logits, state, weights = self.model.next_with_attention(tokens, state, memory)
+            return logits, (state, memory), weights
+        logits, state = self.model.next(tokens, state, memory)
+        return logits, (state, memory)
+
+    @staticmethod
+    def reorder(carried: Any, rows: tf.Tensor) -> Any:
+        """Beam search's reordering: the decoder state follows each beam's parent, memory stays."""
+        state, memory = carried
+        return gather_rows(state, rows), memory
+
+
+def greedy_decode(model: Any, source: tf.Tensor, max_length: Any, bf16_output: bool = False) -> tf.Tensor:
+    """Greedy search with ``model``: ``source [B, S] int32 -> ids [B, T]``, ``T <= max_length``, padded
+    after each sentence's end id; sentences leave the batch as they end. ``bf16_output``: see
+    ``models.bf16``. Call it inside ``tf.function``."""
+    steps = ModelSteps(model)
+    with bf16.for_decoding(model, bf16_output):
+        return greedy_search(
+            steps.next, steps.start(source), tf.shape(source)[0], max_length, drop_finished=True
+        )
+
+
+def greedy_decode_with_attention(
+    model: Any, source: tf.Tensor, max_length: Any, bf16_output: bool = False
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """:func:`greedy_decode` that also returns the attention weights: ``(ids [B, T], weights [B, T, S])``
+    (the same ids). Needs a model with ``next_with_attention``."""
+    steps = ModelSteps(model, with_attention=True)
+    with bf16.for_decoding(model, bf16_output):
+        return greedy_search_with_attention(
+            steps.next, steps.start(source), tf.shape(source)[0], max_length, drop_finished=True
+        )
+
+
+def beam_decode(
+    model: Any,
+    source: tf.Tensor,
+    max_length: Any,
+    beam_size: int,
+    length_penalty: Any = DEFAULT_LENGTH_PENALTY,
+    bf16_output: bool = False,
+) -> tf.Tensor:
+    """Beam search with ``model``: ``source [B, S] int32 -> ids [B, T]``, the best hypothesis of each
+    sentence (see :func:`beam_search`). ``beam_size`` is a Python int: each size is its own graph."""
+    steps = ModelSteps(model)
+    with bf16.for_decoding(model, bf16_output):
+        return beam_search(
+            steps.next,
+            steps.start(source, beam_size),
+            tf.shape(source)[0],
+            beam_size,
+            max_length,
+            length_penalty,
+            reorder=steps.reorder,
+        )

@@ -8,7 +8,6 @@ reference alone is reported beside it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -19,13 +18,15 @@ import sacrebleu
 import tensorflow as tf
 
 from . import __version__
-from .config import DEFAULT_LENGTH_PENALTY
-from .errors import DataError, ModelError
-from .files import atomic_write_json, read_json
+from .config import DecodingConfig, decoding_config
+from .corpus import reference_streams
+from .errors import DataError
+from .history import perplexity as perplexity_of
 from .pipeline import EncodedPairs, make_dataset
+from .run_folder import RunFolder
 from .translator import Translator
 
-EVALUATION_FILE = "evaluation.json"
+__all__ = ["EvaluationResult", "evaluate", "record_evaluation", "reference_streams", "token_cross_entropy"]
 METRICS = ("bleu", "chrf", "ter")
 DEFAULT_METRICS = ("bleu", "chrf")
 
@@ -36,12 +37,6 @@ def _metric(name: str) -> Any:
         "chrf": sacrebleu.metrics.CHRF,
         "ter": sacrebleu.metrics.TER,
     }[name]()
-
-
-def reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
-    """sacrebleu's layout: stream k holds the k-th reference of every sentence (None where absent)."""
-    depth = max((len(refs) for refs in references), default=0)
-    return [[refs[k] if k < len(refs) else None for refs in references] for k in range(depth)]
 
 
 @dataclass
@@ -59,13 +54,8 @@ class EvaluationResult:
 
     def signature(self) -> str:
         """Our half of the reproducibility signature."""
-        d = self.decoding
-        beam = f"beam:{d['beam_size']}|lenpen:{d['length_penalty']}|" if d.get("method") == "beam" else ""
-        bf16 = "output:bf16|" if d.get("bf16_output") else ""
-        return (
-            f"nmtcli:{__version__}|model:{self.model}|decode:{d['method']}|{beam}{bf16}"
-            f"max_len:{d['max_length']}|nsents:{self.sentences}"
-        )
+        decoding = "|".join(DecodingConfig.from_dict(self.decoding).signature())
+        return f"nmtcli:{__version__}|model:{self.model}|{decoding}|nsents:{self.sentences}"
 
     def to_dict(self, with_hypotheses: bool = False) -> dict[str, Any]:
         data = asdict(self)
@@ -106,30 +96,23 @@ def evaluate(
     sources: Sequence[str],
     references: Sequence[Sequence[str]],
     metrics: Sequence[str] = DEFAULT_METRICS,
-    batch_size: int = 64,
-    max_length: int | None = None,
+    decoding: DecodingConfig | None = None,
     model_name: str = "",
-    beam_size: int = 1,
-    length_penalty: float = DEFAULT_LENGTH_PENALTY,
+    **options: Any,
 ) -> EvaluationResult:
     """Translate ``sources`` and score against ``references`` (one list of references per source).
 
-    Greedy search when ``beam_size`` is 1, else beam search. Perplexity is computed on every
-    (source, reference) pair.
+    ``decoding`` (or keyword ``options``, its field names such as ``beam_size=4``) as for
+    ``Translator.translate``. Perplexity is computed on every (source, reference) pair.
     """
+    decoding = translator.effective(decoding_config(decoding, **options))
     if not sources:
         raise DataError(
             "nothing to score: no source sentences (is the split empty? see --test-size, --source)"
         )
     if len(references) != len(sources):
         raise DataError(f"{len(sources)} source sentences but {len(references)} sets of references")
-    hypotheses = translator.translate(
-        sources,
-        batch_size=batch_size,
-        max_length=max_length,
-        beam_size=beam_size,
-        length_penalty=length_penalty,
-    )
+    hypotheses = translator.translate(sources, decoding)
     streams = reference_streams(references)
     scores, single, signatures = {}, {}, {}
     for name in metrics:
@@ -138,7 +121,7 @@ def evaluate(
         signatures[name] = str(metric.get_signature())
         single[name] = round(_metric(name).corpus_score(hypotheses, streams[:1]).score, 2)
     pairs = [(source, ref) for source, refs in zip(sources, references, strict=True) for ref in refs]
-    cross_entropy = token_cross_entropy(translator, pairs, batch_size)
+    cross_entropy = token_cross_entropy(translator, pairs, decoding.batch_size)
     return EvaluationResult(
         sentences=len(sources),
         references=len(pairs),
@@ -146,39 +129,22 @@ def evaluate(
         single_reference_scores=single,
         signatures=signatures,
         cross_entropy=round(cross_entropy, 4) if cross_entropy is not None else None,
-        perplexity=round(math.exp(cross_entropy), 3) if cross_entropy is not None else None,
+        perplexity=round(perplexity_of(cross_entropy), 3) if cross_entropy is not None else None,
         model=model_name or (translator.run_dir.name if translator.run_dir else "model"),
-        decoding={
-            "method": "greedy" if beam_size == 1 else "beam",
-            "beam_size": beam_size,
-            "length_penalty": length_penalty if beam_size > 1 else None,
-            "max_length": max_length or "auto",
-            "batch_size": batch_size,
-            "bf16_output": translator.bf16_active,
-        },
+        decoding=decoding.to_dict(),
         hypotheses=hypotheses,
     )
 
 
 def record_evaluation(run_dir: Path, key: str, result: EvaluationResult, data: str) -> Path:
-    """Keep ``result`` as the latest scores on ``key`` (a split name or a source file) in
-    ``RUN/evaluation.json``, next to the records of other splits; returns that file's path.
+    """Keep ``result`` as the latest scores on ``key`` (a split name or a source file) in the run's
+    evaluation record, next to the records of other splits; returns that file's path.
 
     An existing record file that cannot be read is left alone (ModelError), never overwritten.
     """
-    path = Path(run_dir) / EVALUATION_FILE
-    records: Any = {}
-    if path.exists():
-        try:
-            records = read_json(path)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{path}: unreadable ({exc}); left as it is") from None
-        if not isinstance(records, dict):
-            raise ModelError(f"{path}: not an nmtcli evaluation record; left as it is")
-    records[key] = {
+    record = {
         "data": data,
         "evaluated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **result.to_dict(),
     }
-    atomic_write_json(path, records)
-    return path
+    return RunFolder(run_dir).record_evaluation(key, record)

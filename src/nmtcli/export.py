@@ -9,14 +9,14 @@
 
 The graph does everything :meth:`Translator.translate` does: normalise, tokenise, look tokens up,
 truncate, sort by length into batches of 64, greedy-decode each batch with the model's ``encode`` and
-``next`` (:meth:`Seq2Seq.greedy`, at most ``2 x source + 10`` tokens, capped as in
-``Translator.default_max_length``), detokenise and restore the input order. Loading it needs neither
+``next`` (``decoding.greedy_decode``, at most ``decoding.default_max_length`` tokens), detokenise and
+restore the input order. Loading it needs neither
 nmtcli nor Keras, and TensorFlow Serving can serve it.
 
 Tokenisation uses RE2 regular expressions (``tf.strings.regex_replace``) whose character classes are
 spelled out code point by code point from the Python side at export time: the word characters from the
 ``regex`` module that :class:`WordTokenizer` uses, the whitespace and the control/format characters from
-``str.isspace`` and ``unicodedata`` as :func:`corpus.normalize` uses them. So the graph does not depend on
+``str.isspace`` and ``unicodedata`` as :func:`text.normalize` uses them. So the graph does not depend on
 the Unicode version of RE2's own tables, and for text in NFC it tokenises exactly as the Python code.
 
 Where the graph differs from ``nmt translate``:
@@ -49,8 +49,10 @@ import regex
 import tensorflow as tf
 
 from . import __version__
+from .decoding import default_max_length, greedy_decode
 from .errors import ModelError
-from .files import atomic_write_json, check_replaceable, make_private_dir_public, read_json, replace_dir
+from .files import atomic_write_json, check_replaceable, make_private_dir_public, replace_dir
+from .run_folder import RunFolder
 from .translator import Translator
 from .vectorizers import END_ID, JOINER, PAD_ID, START_ID, UNK_ID
 
@@ -141,7 +143,7 @@ def _word_patterns() -> _WordPatterns:
 
 
 class GraphText:
-    """:func:`corpus.normalize` plus a tokenizer of ``level``, and detokenisation, in TensorFlow ops.
+    """:func:`text.normalize` plus a tokenizer of ``level``, and detokenisation, in TensorFlow ops.
 
     ``normalize(lines [N] string) -> [N] string``; ``tokenize(lines [N]) -> tokens [N, (T)] string``
     (ragged); ``detokenize(tokens [N, (T)]) -> [N] string``. Differences from the Python code: see the
@@ -211,7 +213,7 @@ class ExportedTranslator(tf.Module):
         )
         self.target_tokens = tf.constant(translator.target.vocabulary.tokens)
         self.max_source_tokens = translator.max_source_tokens
-        self.max_length_cap = max(16, 2 * translator.config.max_target_length)
+        self.max_target_length = translator.config.max_target_length
 
     def encode(self, lines: tf.Tensor) -> tf.RaggedTensor:
         """``lines [N] string -> ids [N, (S)] int32``, cut to ``max_source_tokens``."""
@@ -226,9 +228,9 @@ class ExportedTranslator(tf.Module):
         return self.text.detokenize(tf.gather(self.target_tokens, tf.ragged.boolean_mask(ids, keep)))
 
     def greedy(self, source: tf.Tensor) -> tf.Tensor:
-        """``source [B, S] int32 -> ids [B, T]``, with Translator.default_max_length steps at most."""
-        max_length = tf.minimum(self.max_length_cap, 2 * tf.shape(source)[1] + 10)
-        return self.model.greedy(source, max_length)
+        """``source [B, S] int32 -> ids [B, T]``, with ``decoding.default_max_length`` steps at most."""
+        max_length = default_max_length(tf.shape(source)[1], self.max_target_length)
+        return greedy_decode(self.model, source, max_length)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_NAME)])
     def translate(self, sentences: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -310,7 +312,7 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike) -> ExportResul
                 **result.to_dict(),
                 "output": output.name,
                 "run": str(run_dir.resolve()),
-                "config": read_json(run_dir / "config.json").get("model"),
+                "config": RunFolder(run_dir).config().model.to_dict(),
                 "batch_size": BATCH_SIZE,
                 "max_source_tokens": translator.max_source_tokens,
                 "nmtcli_version": __version__,

@@ -18,13 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import ModelConfig, TrainConfig
-from .curves import read_history
 from .errors import ConfigError, ModelError, NmtError
-from .files import atomic_path, read_json
-from .workspace import RunLock, run_status
+from .files import atomic_path
+from .run_folder import MODEL, RunFolder
 
-EVALUATION_FILE = "evaluation.json"  # written by evaluation.record_evaluation; TensorFlow-free here
 ARCHITECTURE_NAMES = {
     "lstm": "LSTM encoder-decoder",
     "gru-attention": "bidirectional GRU encoder, GRU decoder with additive attention",
@@ -36,13 +33,6 @@ GRAPHVIZ_HINT = (
     "apt-get install graphviz (Debian/Ubuntu), brew install graphviz (macOS) or conda install graphviz; "
     "see https://graphviz.org/download/"
 )
-
-
-def _read_json_file(path: Path) -> Any:
-    try:
-        return read_json(path)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{path}: unreadable ({exc})") from None
 
 
 def count_parameters(model_path: Path) -> int | None:
@@ -76,23 +66,6 @@ def count_parameters(model_path: Path) -> int | None:
         raise ModelError(f"{model_path}: cannot read the weights ({exc})") from None
 
 
-def _status(run_dir: Path) -> str:
-    """``complete``, ``training`` (another process holds the run's lock), ``interrupted``, ``unknown``,
-    or ``running`` when the lock cannot be checked."""
-    status = run_status(run_dir)
-    if status != "running":
-        return status
-    if not (run_dir / ".lock").is_file():  # never create files in the folder just to look at it
-        return "interrupted"
-    lock = RunLock(run_dir)
-    try:
-        free = lock.acquire()
-    except OSError:
-        return "running"
-    lock.release()
-    return "interrupted" if free else "training"
-
-
 def _installed(package: str) -> str | None:
     try:
         return importlib.metadata.version(package)
@@ -100,14 +73,9 @@ def _installed(package: str) -> str | None:
         return None
 
 
-def _data_summary(run_dir: Path, prepared: str | None) -> dict[str, Any]:
+def _data_summary(run: RunFolder, prepared: str | None) -> dict[str, Any]:
     summary: dict[str, Any] = {"prepared": prepared}
-    path = run_dir / "data-manifest.json"
-    if not path.is_file():
-        return summary
-    manifest = _read_json_file(path)
-    if not isinstance(manifest, dict):
-        raise ModelError(f"{path}: not a data manifest")
+    manifest = run.manifest() or {}
     for key in ("corpus", "created", "counts", "dropped", "vocab_size", "max_length", "settings"):
         if key in manifest:
             summary[key] = manifest[key]
@@ -122,52 +90,41 @@ def model_card(run_dir: str | os.PathLike) -> dict[str, Any]:
     ``versions``. Losses are mean cross-entropy per target token in nats; times are seconds.
     """
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        raise ModelError(f"{run_dir}: not an nmtcli model folder (no config.json)")
-    raw = _read_json_file(config_path)
-    try:
-        model = ModelConfig.from_dict(raw["model"]).to_dict()
-        training = TrainConfig.from_dict(raw["training"]).to_dict()
-    except (KeyError, TypeError, ConfigError) as exc:
-        raise ModelError(f"{config_path}: invalid model configuration ({exc})") from None
+    run = RunFolder(run_dir)
+    config = run.config()
+    model = config.model.to_dict()
+    training = config.training.to_dict()
 
-    model_path = run_dir / "model.keras"
+    model_path = run_dir / MODEL
     model["parameters"] = count_parameters(model_path)
     model["model_bytes"] = model_path.stat().st_size if model_path.is_file() else None
 
     history: dict[str, Any] | None = None
-    if (run_dir / "history.csv").is_file():
-        runs = read_history(run_dir)
-        if runs.rows:
-            best = runs.best_epoch
-            history = {
-                "epochs": len(runs.rows),
-                "best_epoch": best,
-                "monitor": runs.monitor,
-                "best": next(row for row in runs.rows if row["epoch"] == best),
-                "last": runs.rows[-1],
-                "train_seconds": round(sum(s for s in runs.series("seconds") if s is not None), 1),
-            }
-
-    evaluation: dict[str, Any] = {}
-    if (run_dir / EVALUATION_FILE).is_file():
-        evaluation = _read_json_file(run_dir / EVALUATION_FILE)
-        if not isinstance(evaluation, dict):
-            raise ModelError(f"{run_dir / EVALUATION_FILE}: not an nmtcli evaluation record")
+    runs = run.history()
+    best = runs.best()
+    if best is not None:
+        history = {
+            "epochs": len(runs.rows),
+            "best_epoch": best["epoch"],
+            "monitor": runs.monitor,
+            "perplexity": runs.perplexity(),
+            "best": best,
+            "last": runs.rows[-1],
+            "train_seconds": round(runs.seconds(), 1),
+        }
 
     return {
         "run": str(run_dir),
         "name": run_dir.resolve().name,
-        "status": _status(run_dir),
-        "format_version": raw.get("format_version"),
+        "status": run.status(),
+        "format_version": config.format_version,
         "model": model,
         "training": training,
         "history": history,
-        "data": _data_summary(run_dir, raw.get("data")),
-        "evaluation": evaluation,
+        "data": _data_summary(run, config.data),
+        "evaluation": run.evaluations(),
         "versions": {
-            "trained_with": {"nmtcli": raw.get("nmtcli_version"), "keras": raw.get("keras_version")},
+            "trained_with": {"nmtcli": config.nmtcli_version, "keras": config.keras_version},
             "installed": {
                 "nmtcli": __version__,
                 "tensorflow": _installed("tensorflow"),
@@ -200,10 +157,14 @@ def _duration(seconds: float) -> str:
 
 def _losses(row: dict[str, Any]) -> str:
     parts = []
-    if row.get("val_loss") is not None:
-        parts.append(f"val loss {row['val_loss']:.4f}, val perplexity {row['val_perplexity']:.2f}")
-    if row.get("loss") is not None:
-        parts.append(f"train loss {row['loss']:.4f}, perplexity {row['perplexity']:.2f}")
+    if row.get("val_cross_entropy") is not None:
+        parts.append(
+            f"val cross-entropy {row['val_cross_entropy']:.4f}, val perplexity {row['val_perplexity']:.2f}"
+        )
+    if row.get("val_bleu") is not None:
+        parts.append(f"val BLEU {row['val_bleu']:.2f}")
+    if row.get("cross_entropy") is not None:
+        parts.append(f"train cross-entropy {row['cross_entropy']:.4f}, perplexity {row['perplexity']:.2f}")
     return "; ".join(parts) or "no losses logged"
 
 
@@ -378,9 +339,7 @@ def plot_model_picture(run_dir: str | os.PathLike, path: str | os.PathLike, dpi:
         raise NmtError(missing)
     import keras
 
-    from .model_folder import load_model
-
-    model = load_model(Path(run_dir))
+    model = RunFolder(run_dir).load_model()
     source = keras.Input(shape=(None,), dtype="int32", name="source")
     target_in = keras.Input(shape=(None,), dtype="int32", name="target_in")
     logits = model.decode(target_in, model.encode(source))

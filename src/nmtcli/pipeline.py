@@ -88,8 +88,12 @@ def make_dataset(
     boundaries: list[int] | None = None,
     fixed_shapes: bool = False,
     replicas: int | None = None,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
     """Batches of similar-length pairs, padded to the longest in each batch.
+
+    ``shuffle``: a new order on every pass, the n-th pass's order fixed by ``seed``; ``first_epoch``
+    passes are skipped (a resumed training), so that its next epoch sees the order it would have.
 
     With ``fixed_shapes`` every batch is padded to its bucket's boundary instead, so there are only
     as many batch shapes as buckets: what XLA (``--jit-compile``) needs to compile once per shape.
@@ -104,6 +108,10 @@ def make_dataset(
     order = tf.data.Dataset.range(len(data))
     if shuffle:
         order = order.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+        for _ in range(first_epoch):
+            # Every new iterator draws its pass's seeds from the dataset's seed generator: drawing
+            # those of the passes done (reading nothing) lets a resumed run continue the sequence.
+            iter(order)
     sides = [
         (tf.constant(values), tf.constant(np.cumsum(lengths) - lengths), tf.constant(lengths))
         for values, lengths in (

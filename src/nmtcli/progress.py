@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 
 import keras
@@ -14,6 +13,17 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
+)
+
+from .history import epoch_row
+
+# The per-epoch line's figures, as history columns, and their decimals.
+EPOCH_LINE = (
+    ("cross_entropy", 4),
+    ("perplexity", 2),
+    ("val_cross_entropy", 4),
+    ("val_perplexity", 2),
+    ("val_bleu", 2),
 )
 
 
@@ -62,16 +72,12 @@ class RichProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._stop_bar()
-        logs = logs or {}
+        # The figures under their history names: the per-token cross-entropy, never Keras' objective.
+        row = epoch_row(epoch + 1, logs or {})
         parts = [f"epoch {epoch + 1}/{self.params.get('epochs')}"]
-        for prefix in ("", "val_"):
-            if prefix + "loss" in logs:
-                parts.append(f"{prefix}loss {float(logs[prefix + 'loss']):.4f}")
-            if prefix + "cross_entropy" in logs:
-                entropy = float(logs[prefix + "cross_entropy"])
-                parts.append(f"{prefix}ppl {math.exp(min(entropy, 700.0)):.2f}")
-        if "val_bleu" in logs:
-            parts.append(f"val_bleu {float(logs['val_bleu']):.2f}")
+        for column, digits in EPOCH_LINE:
+            if row[column] is not None:
+                parts.append(f"{column} {row[column]:.{digits}f}")
         parts.append(f"{time.perf_counter() - self._started:.1f}s")
         self.console.print("  ".join(parts), highlight=False, soft_wrap=True)
 

@@ -5,7 +5,7 @@ every word can be written: rare words become several pieces, and a character nev
 becomes its UTF-8 bytes (byte fallback), never ``<unk>``. Ids 0-3 are ``<pad> <unk> <start> <end>``
 as in the word and character vocabularies, so models, the pipeline and decoding need no change.
 
-Our own normalisation (``corpus.normalize``) runs first; SentencePiece's is off (rule ``identity``,
+Our own normalisation (``text.normalize``) runs first; SentencePiece's is off (rule ``identity``,
 extra whitespace kept), so decoding the encoding of a normalised text gives back exactly that text.
 
 Files: a subword vocabulary is two files side by side, ``NAME.txt`` (the pieces, one per line, as a
@@ -24,11 +24,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from .config import SUBWORD_TYPES
 from .errors import DataError
 from .files import atomic_open
 from .vectorizers import END, END_ID, PAD, PAD_ID, SPECIALS, START, START_ID, UNK, UNK_ID, Vocabulary
 
-SUBWORD_TYPES = ("unigram", "bpe")
 MODEL_SUFFIX = ".model"
 MAX_MODEL_BYTES = 64 * 2**20  # 8,000 pieces take ~0.2 MB; a million still fit
 # SentencePiece's own limit on one training sentence, in bytes; longer ones it skips.
@@ -198,21 +198,22 @@ class SubwordVectorizer:
         self.vocabulary.save(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> SubwordVectorizer:
-        """Read ``path`` (piece list) and its model; they must agree."""
+    def load(cls, path: str | os.PathLike, model: str | os.PathLike | None = None) -> SubwordVectorizer:
+        """Read ``path`` (piece list) and its model, ``model`` (default: beside it, ``model_path``);
+        they must agree."""
         path = Path(path)
         listed = Vocabulary.load(path)
-        model_file = model_path(path)
+        model_file = Path(model) if model is not None else model_path(path)
         try:
             if not model_file.is_file():
                 raise DataError(f"{model_file}: subword model is missing; run `nmt prepare` again")
             if model_file.stat().st_size > MAX_MODEL_BYTES:
                 raise DataError(f"{model_file}: too large for a subword model")
-            model = model_file.read_bytes()
+            serialized = model_file.read_bytes()
         except OSError as exc:
             raise DataError(f"{model_file}: cannot read the subword model ({exc.strerror or exc})") from None
         try:
-            vectorizer = cls(model)
+            vectorizer = cls(serialized)
         except DataError as exc:
             raise DataError(f"{model_file}: {exc}") from None
         if vectorizer.vocabulary.tokens != listed.tokens:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import re
 import time
@@ -29,15 +28,15 @@ from typing import Any
 import keras
 
 from .errors import ConfigError, ModelError, NmtError, TrackingError
-from .files import atomic_write_json, read_json
+from .history import History, epoch_row
+from .run_folder import MLFLOW_RECORD, NOT_ARTIFACTS, RunFolder
 from .workspace import Workspace
 
 INSTALL_HINT = "pip install 'nmtcli[mlflow]'"
-RECORD = "mlflow.json"
-TENSORBOARD_DIR = "tensorboard"
+RECORD = MLFLOW_RECORD
 DEFAULT_EXPERIMENT = "nmtcli"
-# Run-folder entries that are not results: resumable state, the lock, our own bookkeeping.
-NOT_ARTIFACTS = frozenset({"backup", ".lock", "state.json", RECORD})
+# What the best epoch's row is logged as when training ends: ``best_<column>``.
+BEST_COLUMNS = ("cross_entropy", "perplexity", "val_cross_entropy", "val_perplexity", "val_bleu")
 
 
 def import_mlflow() -> ModuleType:
@@ -96,22 +95,12 @@ def _one_line(exc: BaseException, limit: int = 400) -> str:
 
 def read_record(run_dir: Path) -> dict[str, str] | None:
     """``RUN/mlflow.json`` (tracking URI, experiment and run ids), or None if there is none."""
-    try:
-        record = read_json(run_dir / RECORD)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{run_dir / RECORD}: unreadable ({exc})") from None
-    if not isinstance(record, dict) or not all(
-        isinstance(record.get(key), str) for key in ("tracking_uri", "run_id")
-    ):
-        raise ModelError(f"{run_dir / RECORD}: not an nmtcli MLflow record")
-    return record
+    return RunFolder(run_dir).mlflow_record()
 
 
 def _flat_params(run_dir: Path) -> dict[str, str]:
     """The settings of ``config.json``, one level deep: ``arch``, ``units``, ``epochs``, ``data``..."""
-    config = read_json(run_dir / "config.json")
+    config = RunFolder(run_dir).raw_config()
     params: dict[str, Any] = {}
     for key, value in config.items():
         if isinstance(value, dict):
@@ -121,31 +110,22 @@ def _flat_params(run_dir: Path) -> dict[str, str]:
     return {key: str(value) for key, value in params.items()}
 
 
-def epoch_metrics(logs: dict[str, Any], learning_rate: float | None, seconds: float) -> dict[str, float]:
-    """One epoch's numbers: every scalar Keras logged (``loss``, ``val_loss``, ``val_bleu``...),
-    perplexities (exp of the losses), the learning rate and the epoch's wall time in seconds."""
-    metrics: dict[str, float] = {}
-    for key, value in logs.items():
-        try:
-            metrics[key] = float(keras.ops.convert_to_numpy(value))
-        except (TypeError, ValueError):
-            continue  # not a scalar
-    for loss, perplexity in (("loss", "perplexity"), ("val_loss", "val_perplexity")):
-        if loss in metrics and math.isfinite(metrics[loss]):
-            metrics.setdefault(perplexity, math.exp(min(metrics[loss], 700.0)))
-    if learning_rate is not None:
-        metrics["learning_rate"] = learning_rate
-    metrics["seconds"] = round(seconds, 3)
-    return metrics
+def epoch_metrics(
+    epoch: int, logs: dict[str, Any], learning_rate: float | None, seconds: float
+) -> dict[str, float]:
+    """One epoch's numbers under their history names (see ``history.epoch_row``): cross-entropy,
+    perplexity, objective, ``val_bleu``, the learning rate and the epoch's wall time in seconds."""
+    row = epoch_row(epoch, logs, learning_rate)
+    row["seconds"] = round(seconds, 3)
+    return _numbers(row)
 
 
-def _best_row(history: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The epoch with the lowest validation loss (training loss without a validation split)."""
-    for key in ("val_loss", "loss"):
-        scored = [row for row in history if row.get(key) is not None]
-        if scored:
-            return min(scored, key=lambda row: (row[key], row["epoch"]))
-    return None
+def _numbers(row: dict[str, Any]) -> dict[str, float]:
+    return {
+        key: value
+        for key, value in row.items()
+        if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
 
 
 class MlflowTracker:
@@ -255,8 +235,7 @@ class MlflowTracker:
                     },
                 )
                 self.run_id = run.info.run_id
-                atomic_write_json(
-                    run_dir / RECORD,
+                RunFolder(run_dir).write_mlflow_record(
                     {
                         "tracking_uri": self.uri,
                         "experiment": self.experiment,
@@ -295,30 +274,23 @@ class MlflowTracker:
         A training interrupted after an epoch was saved but before MLflow heard of it is resumed from
         the next epoch; this fills the gap, so the MLflow history has every epoch exactly once.
         """
-        path = run_dir / "history.json"
-        if not path.is_file():
+        history = RunFolder(run_dir).history()
+        if not history.rows:
             return
         with self._store():
-            logged = {metric.step for metric in self.client.get_metric_history(self._run(), "loss")}
-        for row in read_json(path):
+            # Runs logged before the cross-entropy was the loss shown logged Keras' objective as "loss".
+            logged = {
+                metric.step
+                for name in ("cross_entropy", "loss")
+                for metric in self.client.get_metric_history(self._run(), name)
+            }
+        for row in history.rows:
             if row["epoch"] <= done and row["epoch"] not in logged:
-                metrics = {
-                    key: value
-                    for key, value in row.items()
-                    if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool)
-                }
-                self.log_metrics(metrics, step=row["epoch"])
+                self.log_metrics(_numbers(row), step=row["epoch"])
 
     def finish(self, run_dir: Path) -> None:
         """At the end of training: the best epoch's scores, the run folder as artifacts, FINISHED."""
-        history_path = run_dir / "history.json"
-        best = _best_row(read_json(history_path)) if history_path.is_file() else None
-        if best is not None:
-            scores = {
-                f"best_{key}": best[key] for key in ("val_loss", "val_perplexity", "loss", "perplexity")
-            }
-            scores = {key: value for key, value in scores.items() if value is not None}
-            self.log_metrics({"best_epoch": best["epoch"], **scores}, step=best["epoch"])
+        self.log_best(RunFolder(run_dir).history())
         with self._store():
             for path in sorted(run_dir.iterdir()):
                 if path.name in NOT_ARTIFACTS or path.name.startswith("."):
@@ -328,6 +300,15 @@ class MlflowTracker:
                 elif path.is_file():
                     self.client.log_artifact(self._run(), str(path))
             self.client.set_terminated(self._run(), "FINISHED")
+
+    def log_best(self, history: History) -> None:
+        """The best epoch (as training chose it, see ``History.best_epoch``) and its scores:
+        ``best_epoch``, ``best_val_cross_entropy``, ``best_val_perplexity``..."""
+        best = history.best()
+        if best is None:
+            return
+        scores = {f"best_{key}": best[key] for key in BEST_COLUMNS if best.get(key) is not None}
+        self.log_metrics({"best_epoch": best["epoch"], **scores}, step=best["epoch"])
 
     def log_evaluation(self, name: str, result: dict[str, Any]) -> None:
         """Scores of ``nmt evaluate`` as metrics ``NAME_bleu``, ``NAME_chrf``, ``NAME_perplexity``...,
@@ -391,7 +372,7 @@ class MlflowCallback(keras.callbacks.Callback):
             learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         except (AttributeError, TypeError, ValueError):
             learning_rate = None
-        metrics = epoch_metrics(logs or {}, learning_rate, seconds)
+        metrics = epoch_metrics(epoch + 1, logs or {}, learning_rate, seconds)
         self._guard(lambda: self.tracker.log_metrics(metrics, step=epoch + 1))
 
     def on_train_end(self, logs=None):
@@ -402,7 +383,7 @@ def tensorboard_callback(run_dir: Path) -> keras.callbacks.TensorBoard:
     """Keras' TensorBoard logs in ``RUN/tensorboard/{train,validation}``: per-epoch loss and learning
     rate (step = epoch, counting from 0); a resumed run appends to them."""
     # No graph: the traced training step is large and says little; the per-epoch scalars are the point.
-    return keras.callbacks.TensorBoard(log_dir=str(run_dir / TENSORBOARD_DIR), write_graph=False)
+    return keras.callbacks.TensorBoard(log_dir=str(RunFolder(run_dir).tensorboard_dir), write_graph=False)
 
 
 def run_callbacks(

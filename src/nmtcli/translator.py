@@ -4,31 +4,46 @@
 
     translator = Translator.load("nmt-workspace/runs/20261121-101500-gru-attention-word")
     translator.translate(["Go.", "I am hungry."])
+    translator.translate(lines, beam_size=4)  # keyword shortcuts for the fields of DecodingConfig
+    for result in translator.translate_stream(open("in.txt"), DecodingConfig(batch_size=128)):
+        print(result.translation)  # result.truncated: the input was cut to max_source_tokens
     translator.attend(["Go."])  # GRU-attention models: translations with their attention weights
 """
 
 from __future__ import annotations
 
-import functools
+import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from .attention import Alignment
-from .config import DEFAULT_LENGTH_PENALTY, ModelConfig, check_decoding
-from .corpus import normalize
-from .decoding import beam_search, repeat_beams
-from .errors import ModelError
-from .files import read_json
-from .model_folder import load_model, load_vectorizers, read_config, verify_folder
+from . import decoding as search
+from .alignment import Alignment
+from .config import DecodingConfig, ModelConfig, decoding_config
+from .errors import ConfigError, ModelError
+from .models import bf16
+from .run_folder import RunFolder
+from .text import normalize
 from .vectorizers import END, END_ID, Vectorizer
 
-# Greedy batches of at most this many sentences decode every sentence to the batch's last step.
-FEW = 16
+# translate_stream reads, sorts by length and decodes this many lines at a time.
+STREAM_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class Translation:
+    """One input line's result. ``truncated``: the line was longer than ``max_source_tokens`` tokens
+    and only its start was translated. ``alignment``: where the model looked (only when asked for)."""
+
+    source: str
+    translation: str
+    truncated: bool = False
+    alignment: Alignment | None = None
 
 
 class Translator:
@@ -40,47 +55,41 @@ class Translator:
         config: ModelConfig,
         lowercase: bool = False,
         run_dir: Path | None = None,
-        bf16_output: bool = False,
     ):
-        """``bf16_output``: the output layer's product in bfloat16 while decoding, as in training, on
-        CPUs that have it natively (see ``Seq2Seq.bf16_decoding``): faster with a large vocabulary, and
-        where two words score within bfloat16's rounding the other may be chosen. Off by default."""
         self.model = model
         self.source = source
         self.target = target
         self.config = config
         self.lowercase = lowercase
         self.run_dir = run_dir
-        self.bf16_output = bf16_output
         # Inputs far longer than anything seen in training are cut, so one huge line cannot stall
-        # a batch; ``truncated`` counts them in the last ``translate`` call.
+        # a batch; each result says whether its line was.
         self.max_source_tokens = max(64, 2 * config.max_source_length) if config.max_source_length else 1024
-        self.truncated = 0
-        signature = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32)]
-        # Batches of at most FEW sentences use the plain loop: the same ids, from a loop that takes
-        # less time to compile than dropping ended sentences could save (a third of a second of
-        # `echo "Go." | nmt translate`).
-        self._decode = tf.function(functools.partial(self._greedy_batch, True), input_signature=signature)
-        self._decode_few = tf.function(
-            functools.partial(self._greedy_batch, False), input_signature=signature
-        )
-        self._decode_attending = tf.function(self._greedy_attending_batch, input_signature=signature)
-        self._beam_decoders: dict[int, Any] = {}  # beam size -> its compiled decoder
+        # One compiled decoder per search kind, made on first use: greedy search (ended sentences leave
+        # the batch), greedy search that also returns attention weights, and beam search for each beam
+        # size (the width fixes the loop's shapes). bfloat16 output changes the graph, so it is in the key.
+        self._decoders: dict[tuple[str, int, bool], Any] = {}
 
     @property
-    def bf16_active(self) -> bool:
-        """Whether decoding runs the output layer in bfloat16: asked for, and possible here."""
-        return self.bf16_output and self.model.bf16_decoding_applies()
+    def bf16_available(self) -> bool:
+        """Whether ``DecodingConfig.bf16_output`` takes effect here (see ``models.bf16``)."""
+        return bf16.decoding_applies(self.model)
+
+    def effective(self, decoding: DecodingConfig) -> DecodingConfig:
+        """``decoding`` as it runs here: ``bf16_output`` only where this CPU and model allow it."""
+        if decoding.bf16_output and not self.bf16_available:
+            return decoding.with_options(bf16_output=False)
+        return decoding
 
     @classmethod
-    def load(cls, run_dir: str | os.PathLike, bf16_output: bool = False) -> Translator:
+    def load(cls, run_dir: str | os.PathLike) -> Translator:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise ModelError(f"{run_dir}: model folder not found")
-        config = read_config(run_dir)
-        verify_folder(run_dir)
-        model_config: ModelConfig = config["model"]
-        source, target = load_vectorizers(run_dir, model_config.level)
+        run = RunFolder(run_dir)
+        model_config = run.config().model
+        run.verify()
+        source, target = run.load_vectorizers(model_config.level)
         if (len(source), len(target)) != (
             model_config.source_vocab_size,
             model_config.target_vocab_size,
@@ -90,51 +99,42 @@ class Translator:
                 f"({len(source)}/{len(target)} tokens, model expects "
                 f"{model_config.source_vocab_size}/{model_config.target_vocab_size})"
             )
-        model = load_model(run_dir)
-        lowercase = False
-        manifest = run_dir / "data-manifest.json"
-        if manifest.is_file():
-            lowercase = bool(read_json(manifest).get("settings", {}).get("lowercase", False))
-        return cls(
-            model, source, target, model_config, lowercase=lowercase, run_dir=run_dir, bf16_output=bf16_output
-        )
+        model = run.load_model()
+        return cls(model, source, target, model_config, lowercase=run.lowercase, run_dir=run_dir)
 
-    def _greedy_batch(self, drop_finished: bool, source: tf.Tensor, max_length: tf.Tensor) -> tf.Tensor:
-        return self.model.greedy(source, max_length, bf16=self.bf16_output, drop_finished=drop_finished)
+    def _decoder(self, kind: str, beam_size: int, bf16_output: bool) -> Any:
+        """The compiled decoder ``(source [B, S], max_length, length_penalty) -> ids [B, T]`` (with
+        ``kind`` "attention": ``-> (ids, weights [B, T, S])``); ``length_penalty`` only for "beam"."""
+        key = (kind, beam_size, bf16_output)
+        if key not in self._decoders:
+            model = self.model
 
-    def _greedy_attending_batch(self, source: tf.Tensor, max_length: tf.Tensor):
-        return self.model.greedy(source, max_length, with_attention=True, bf16=self.bf16_output)
+            def decode(source: tf.Tensor, max_length: tf.Tensor, length_penalty: tf.Tensor) -> Any:
+                if kind == "beam":
+                    return search.beam_decode(
+                        model, source, max_length, beam_size, length_penalty, bf16_output
+                    )
+                if kind == "attention":
+                    return search.greedy_decode_with_attention(model, source, max_length, bf16_output)
+                return search.greedy_decode(model, source, max_length, bf16_output)
 
-    def _beam_decoder(self, beam_size: int):
-        """A compiled beam search for this beam size: ``(source [B, S], max_length, alpha) -> [B, T]``."""
-        if beam_size not in self._beam_decoders:
+            signature = [
+                tf.TensorSpec([None, None], tf.int32),
+                tf.TensorSpec([], tf.int32),
+                tf.TensorSpec([], tf.float32),
+            ]
+            self._decoders[key] = tf.function(decode, input_signature=signature)
+        return self._decoders[key]
 
-            def beam_batch(source: tf.Tensor, max_length: tf.Tensor, length_penalty: tf.Tensor) -> tf.Tensor:
-                # Every beam of a sentence attends to the same encoder outputs: K copies per sentence.
-                memory = repeat_beams(self.model.encode(source, training=False), beam_size)
-                state = self.model.initial_state(memory)
-
-                def next_fn(tokens, state):
-                    return self.model.next(tokens, state, memory)
-
-                batch_size = tf.shape(source)[0]
-                with self.model.bf16_decoding(self.bf16_output):
-                    return beam_search(next_fn, state, batch_size, beam_size, max_length, length_penalty)
-
-            self._beam_decoders[beam_size] = tf.function(
-                beam_batch,
-                input_signature=[
-                    tf.TensorSpec([None, None], tf.int32),
-                    tf.TensorSpec([], tf.int32),
-                    tf.TensorSpec([], tf.float32),
-                ],
-            )
-        return self._beam_decoders[beam_size]
+    def _run(self, batch: tf.Tensor, steps: tf.Tensor, decoding: DecodingConfig, attention: bool = False):
+        decoding = self.effective(decoding)
+        kind = "attention" if attention else decoding.method
+        decoder = self._decoder(kind, decoding.beam_size, decoding.bf16_output)
+        return decoder(batch, steps, tf.constant(decoding.length_penalty, tf.float32))
 
     def default_max_length(self, source_length: int) -> int:
-        """Decode at most twice the source length plus 10, within twice the longest training target."""
-        cap = max(16, 2 * self.config.max_target_length)
-        return min(cap, 2 * source_length + 10)
+        """The step limit for a source of ``source_length`` tokens (``decoding.default_max_length``)."""
+        return search.default_max_length(source_length, self.config.max_target_length)
 
     def _padded(
         self, sources: Sequence[Sequence[int]], max_length: int | None
@@ -148,85 +148,96 @@ class Translator:
         return tf.constant(batch), tf.constant(steps, tf.int32)
 
     def translate_ids(
-        self,
-        sources: Sequence[Sequence[int]],
-        max_length: int | None = None,
-        beam_size: int = 1,
-        length_penalty: float = DEFAULT_LENGTH_PENALTY,
+        self, sources: Sequence[Sequence[int]], decoding: DecodingConfig | None = None, **options: Any
     ) -> list[list[int]]:
         """Decode one batch of source id sequences; returns target ids, the end id and padding included.
-
-        ``beam_size`` 1 is greedy search; more runs beam search with that many beams per sentence
-        (see ``decoding.beam_search`` for ``length_penalty``).
-        """
-        batch, steps = self._padded(sources, max_length)
-        if beam_size == 1:
-            decode = self._decode_few if len(sources) <= FEW else self._decode
-            return decode(batch, steps).numpy().tolist()
-        alpha = tf.constant(length_penalty, tf.float32)
-        return self._beam_decoder(beam_size)(batch, steps, alpha).numpy().tolist()
-
-    def _source_tokens(self, lines: Iterable[str]) -> list[list[str]]:
-        """Each line normalised and tokenized, cut to ``max_source_tokens``; counts ``truncated``."""
-        tokens = [self.source.tokenizer.tokenize(normalize(line, self.lowercase)) for line in lines]
-        self.truncated = sum(len(line) > self.max_source_tokens for line in tokens)
-        return [line[: self.max_source_tokens] for line in tokens]
-
-    @staticmethod
-    def _batches(encoded: Sequence[Sequence[int]], batch_size: int) -> Iterator[list[int]]:
-        """Indices of the non-empty inputs, sorted by length so that each batch pads little."""
-        order = sorted((i for i, ids in enumerate(encoded) if ids), key=lambda i: len(encoded[i]))
-        for start in range(0, len(order), batch_size):
-            yield order[start : start + batch_size]
+        ``options``: fields of :class:`DecodingConfig` (``beam_size=4``) applied to ``decoding``."""
+        decoding = decoding_config(decoding, **options)
+        return self._run(*self._padded(sources, decoding.max_length), decoding).numpy().tolist()
 
     def translate(
-        self,
-        lines: Iterable[str],
-        batch_size: int = 64,
-        max_length: int | None = None,
-        beam_size: int = 1,
-        length_penalty: float = DEFAULT_LENGTH_PENALTY,
+        self, lines: Iterable[str], decoding: DecodingConfig | None = None, **options: Any
     ) -> list[str]:
         """One translation per input line, in order. Empty or blank lines translate to ``""``.
 
-        Greedy search by default; ``beam_size`` > 1 keeps that many hypotheses per sentence, so a
-        batch decodes ``batch_size * beam_size`` rows at once.
+        Greedy search by default; ``decoding`` (or keyword ``options``, its field names:
+        ``translate(lines, beam_size=4, batch_size=32)``) chooses otherwise; see :class:`DecodingConfig`.
         """
-        check_decoding(batch_size, max_length, beam_size, length_penalty)
-        encoded = [self.source.vocabulary.encode(tokens) for tokens in self._source_tokens(lines)]
-        outputs = [""] * len(encoded)
-        for chunk in self._batches(encoded, batch_size):
-            decoded = self.translate_ids([encoded[i] for i in chunk], max_length, beam_size, length_penalty)
-            for i, ids in zip(chunk, decoded, strict=True):
-                outputs[i] = self.target.decode(ids)
-        return outputs
+        decoding = decoding_config(decoding, **options)
+        return [result.translation for result in self._translate_all(list(lines), decoding, False)]
+
+    def translate_stream(
+        self,
+        lines: Iterable[str],
+        decoding: DecodingConfig | None = None,
+        attention: bool = False,
+        chunk_size: int = STREAM_CHUNK,
+        **options: Any,
+    ) -> Iterator[Translation]:
+        """One :class:`Translation` per input line, in order, reading ``lines`` lazily: ``chunk_size``
+        lines at a time are read, sorted into batches and decoded, and their results yielded. The
+        translations are those of :meth:`translate`. ``attention``: each result also carries its
+        :class:`Alignment` (greedy search only, and a model with attention)."""
+        decoding = decoding_config(decoding, **options)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ConfigError(f"chunk_size must be an integer >= 1; got {chunk_size!r}", field="chunk_size")
+        if attention:
+            self._check_attention(decoding)
+        lines = iter(lines)
+        while chunk := list(itertools.islice(lines, chunk_size)):
+            yield from self._translate_all(chunk, decoding, attention)
 
     def attend(
-        self, lines: Iterable[str], batch_size: int = 64, max_length: int | None = None
+        self, lines: Iterable[str], decoding: DecodingConfig | None = None, **options: Any
     ) -> list[Alignment]:
-        """One :class:`~nmtcli.attention.Alignment` per input line, in order: the greedy translation
+        """One :class:`~nmtcli.alignment.Alignment` per input line, in order: the greedy translation
         (decoded in the same batches as :meth:`translate`, so it is the same) with the attention
         weights of every output step. A blank line gives an empty alignment. Needs a model with
         attention (``gru-attention``); an LSTM model is a ``ModelError``.
         """
+        decoding = decoding_config(decoding, **options)
+        self._check_attention(decoding)
+        return [result.alignment for result in self._translate_all(list(lines), decoding, True)]
+
+    def _check_attention(self, decoding: DecodingConfig) -> None:
         if not getattr(self.model, "has_attention", False):
             where = f"{self.run_dir}: " if self.run_dir else ""
             raise ModelError(
                 f"{where}this {self.config.arch} model has no attention to show; "
                 "train one with --arch gru-attention"
             )
-        check_decoding(batch_size, max_length)
-        lines = list(lines)
-        tokens = self._source_tokens(lines)
-        vocabulary = self.source.vocabulary
-        encoded = [vocabulary.encode(line) for line in tokens]
+        if decoding.beam_size != 1:
+            raise ConfigError("attention weights come from greedy search; use beam_size 1", field="beam_size")
+
+    def _translate_all(
+        self, lines: list[str], decoding: DecodingConfig, attention: bool
+    ) -> list[Translation]:
+        """``lines`` normalised, tokenized, cut to ``max_source_tokens``, sorted by length into batches
+        (so that each pads little) and decoded; results in input order."""
+        tokens = [self.source.tokenizer.tokenize(normalize(line, self.lowercase)) for line in lines]
+        cut = [len(line) > self.max_source_tokens for line in tokens]
+        tokens = [line[: self.max_source_tokens] for line in tokens]
+        encoded = [self.source.vocabulary.encode(line) for line in tokens]
         empty = np.zeros((0, 0), np.float32)
-        alignments = [Alignment(line, "", [], [], empty, []) for line in lines]
-        for chunk in self._batches(encoded, batch_size):
-            ids, weights = self._decode_attending(*self._padded([encoded[i] for i in chunk], max_length))
-            for row, i in enumerate(chunk):
-                alignments[i] = self._alignment(lines[i], tokens[i], ids[row].numpy(), weights[row].numpy())
-        return alignments
+        results = [
+            Translation(line, "", cut[i], Alignment(line, "", [], [], empty, []) if attention else None)
+            for i, line in enumerate(lines)
+        ]
+        order = sorted((i for i, ids in enumerate(encoded) if ids), key=lambda i: len(encoded[i]))
+        for start in range(0, len(order), decoding.batch_size):
+            chunk = order[start : start + decoding.batch_size]
+            decoded = self._run(
+                *self._padded([encoded[i] for i in chunk], decoding.max_length), decoding, attention
+            )
+            if attention:
+                ids, weights = decoded
+                for row, i in enumerate(chunk):
+                    alignment = self._alignment(lines[i], tokens[i], ids[row].numpy(), weights[row].numpy())
+                    results[i] = Translation(lines[i], alignment.translation, cut[i], alignment)
+            else:
+                for i, ids in zip(chunk, decoded.numpy().tolist(), strict=True):
+                    results[i] = Translation(lines[i], self.target.decode(ids), cut[i])
+        return results
 
     def _alignment(self, line: str, tokens: list[str], ids: np.ndarray, weights: np.ndarray) -> Alignment:
         """``ids [steps]`` and ``weights [steps, S_batch]`` of one sentence -> its Alignment."""

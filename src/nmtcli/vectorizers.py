@@ -22,11 +22,11 @@ import regex
 
 from .errors import DataError
 from .files import atomic_write_text
+from .text import JOINER
 
 PAD, UNK, START, END = "<pad>", "<unk>", "<start>", "<end>"
 SPECIALS = (PAD, UNK, START, END)
 PAD_ID, UNK_ID, START_ID, END_ID = range(4)
-JOINER = "\uffed"
 
 # Words are letters, digits and combining marks (so Devanagari or Thai words stay whole), with
 # apostrophes and hyphens inside; any other character is a punctuation piece with its marks.

@@ -1,4 +1,5 @@
-"""Where data and models live by default, and which trained model is "the latest".
+"""Where data and models live by default, which trained model is "the latest", and which run a
+training claims (the files of one run are :mod:`run_folder`'s).
 
 Layout (``nmt-workspace/`` in the current directory unless ``--workspace`` or ``NMT_WORKSPACE`` says
 otherwise)::
@@ -15,14 +16,11 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no advisory locks, runs are not protected
-    fcntl = None  # type: ignore[assignment]
-
-from .errors import ModelError
-from .files import atomic_write_text, read_json
+from .errors import ConfigError, ModelError
+from .files import atomic_write_text
+from .run_folder import RunFolder, RunLock
 
 DEFAULT_WORKSPACE = "nmt-workspace"
 
@@ -56,7 +54,7 @@ class Workspace:
         """Run folders, oldest first."""
         if not self.runs_dir.is_dir():
             return []
-        return sorted(p for p in self.runs_dir.iterdir() if p.is_dir() and (p / "config.json").is_file())
+        return sorted(p for p in self.runs_dir.iterdir() if p.is_dir() and RunFolder(p).is_run())
 
     def set_latest(self, run_dir: Path) -> None:
         atomic_write_text(self.runs_dir / "LATEST", run_dir.name + "\n")
@@ -66,49 +64,52 @@ class Workspace:
         pointer = self.runs_dir / "LATEST"
         if pointer.is_file():
             candidate = self.runs_dir / pointer.read_text(encoding="utf-8").strip()
-            if candidate.name and (candidate / "model.keras").is_file():
+            if candidate.name and RunFolder(candidate).has_model():
                 return candidate
-        completed = [run for run in self.runs() if run_status(run) == "complete"]
+        completed = [run for run in self.runs() if RunFolder(run).is_complete()]
         if not completed:
             raise ModelError(f"no trained model in {self.runs_dir}; run `nmt train` first (or pass --model)")
         return completed[-1]
 
 
-class RunLock:
-    """An exclusive advisory lock on a run folder (``RUN/.lock``), held while a process trains in it.
+def claim_run(
+    workspace: Workspace,
+    run_dir: Path | None,
+    resume: bool | None,
+    settings: dict[str, Any],
+    label: str,
+) -> tuple[RunFolder, RunLock, bool]:
+    """Pick, create and lock the run folder to train in: ``(run, lock, resuming)``.
 
-    The operating system drops it when the process ends, even by SIGKILL, so an interrupted run can
-    always be resumed, and never by two processes at once.
+    ``run_dir`` given: that folder, resumed if unfinished (unless ``resume`` is False), else it must be
+    new or empty. Otherwise ``resume`` None resumes the newest unfinished run saved with exactly
+    ``settings`` that no other process trains, else starts a new run; True resumes the newest such run
+    whatever its settings (an error if there is none); False always starts a new run named ``label``.
     """
-
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / ".lock"
-        self._handle = None
-
-    def acquire(self) -> bool:
-        """Take the lock if it is free; False if another process holds it."""
-        handle = open(self.path, "a")  # noqa: SIM115 - kept open while the lock is held
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                handle.close()
-                return False
-        self._handle = handle
-        return True
-
-    def release(self) -> None:
-        if self._handle is not None:
-            self._handle.close()  # closing the file releases the lock
-            self._handle = None
-
-
-def run_status(run_dir: Path) -> str:
-    """``running`` (or interrupted), ``complete``, or ``unknown``."""
-    try:
-        return str(read_json(run_dir / "state.json").get("status", "unknown"))
-    except (OSError, ValueError, AttributeError):
-        return "unknown"
+    if run_dir is not None:
+        run = RunFolder(run_dir)
+        resuming = run.is_unfinished() and resume is not False
+        if not resuming and run_dir.exists() and any(run_dir.iterdir()):
+            raise ConfigError(f"{run_dir}: output folder exists and is not empty; choose another --output")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = run.lock()
+        if lock is None:
+            raise ModelError(f"{run_dir}: another process is training in this folder")
+        return run, lock, resuming
+    if resume is not False:
+        for path in reversed(workspace.runs()):
+            run = RunFolder(path)
+            if not run.is_unfinished() or (not resume and not run.has_settings(settings)):
+                continue
+            lock = run.lock()
+            if lock is not None:
+                return run, lock, True
+        if resume:
+            raise ModelError(f"no interrupted run to resume in {workspace.runs_dir}")
+    run = RunFolder(workspace.new_run_dir(label))
+    lock = run.lock()  # a folder this process just created: nobody else holds it
+    assert lock is not None
+    return run, lock, False
 
 
 def resolve_model_dir(path: str | os.PathLike | None, workspace: Workspace) -> Path:
@@ -118,7 +119,7 @@ def resolve_model_dir(path: str | os.PathLike | None, workspace: Workspace) -> P
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: model folder not found")
-    if (path / "config.json").is_file():
+    if RunFolder(path).is_run():
         return path
     if (path / "runs").is_dir():
         return Workspace(path).latest_run()

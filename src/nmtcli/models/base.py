@@ -2,20 +2,20 @@
 
 Shapes: ``B`` batch, ``S`` source length, ``T`` target length, ``V`` target vocabulary size.
 Id 0 is padding everywhere; padded source steps are masked in the encoder and in attention.
+The search loops and their glue to a model live in ``decoding``; CPU speed paths in ``fast_rnn`` (the
+recurrent layers) and ``bf16`` (the output layer).
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-from pathlib import Path
-
 import keras
 from keras import ops
 
+from . import bf16
+
 
 class Seq2Seq(keras.Model):
-    """Base class. Subclasses define ``encode``, ``decode`` and ``next``.
+    """Base class. Subclasses define ``encode``, ``initial_state``, ``decode`` and ``next``.
 
     - ``encode(source [B, S]) -> memory``: a tuple of tensors fixed for the whole decode.
     - ``initial_state(memory) -> state``: a list of tensors carried from step to step.
@@ -24,6 +24,8 @@ class Seq2Seq(keras.Model):
 
     Models with attention set ``has_attention`` and also define
     ``next_with_attention(tokens, state, memory) -> (logits [B, V], state, weights [B, S])``.
+    ``decoding.ModelSteps`` turns these into greedy and beam search; its docstring says what a
+    ``state`` and a ``memory`` may hold (batch axis first; what may change between steps).
     """
 
     has_attention = False
@@ -64,23 +66,17 @@ class Seq2Seq(keras.Model):
     def project(self, features, training=False):
         """``features [..., readout_dim] -> logits [..., V]``.
 
-        The output layer is most of a word-level model's work (``V`` is tens of thousands). While
-        training on a CPU that multiplies bfloat16 natively, its products run in bfloat16 (float32
-        weights, float32 logits and softmax): the layer about twice as fast, a default-model step 1.38x
-        (docs/benchmarks.md); see ``bf16_output``.
+        On CPUs with native bfloat16 the product may run in bfloat16 (float32 weights, float32
+        logits): while training, or while a decoder is traced, when the caller switched it on
+        (``models.bf16``).
         """
-        if not training and self._decoding_matrix is not None:
-            low, matrix = True, self._decoding_matrix
-        else:
-            low = training and self.bf16_output and _bf16_applies(features)
-            matrix = self.target_embedding.embeddings if self.tie_embeddings else None
+        low = bf16.output_matrix(self, features, training)
         if self.tie_embeddings:
-            return self.output_projection(features, matrix, bf16=low)
-        if low:
-            layer = self.output_projection
-            matrix = layer.kernel if matrix is None else matrix
-            return ops.add(_bf16_matmul(features, matrix), ops.cast(layer.bias, features.dtype))
-        return self.output_projection(features)
+            matrix = self.target_embedding.embeddings if low is None else low
+            return self.output_projection(features, matrix, in_bf16=low is not None)
+        if low is None:
+            return self.output_projection(features)
+        return ops.add(bf16.matmul(features, low), ops.cast(self.output_projection.bias, features.dtype))
 
     @property
     def output_matrix(self):
@@ -88,28 +84,6 @@ class Seq2Seq(keras.Model):
         if self.tie_embeddings:
             return self.target_embedding.embeddings
         return self.output_projection.kernel
-
-    def bf16_decoding_applies(self) -> bool:
-        """Whether ``bf16_decoding`` would change anything here: a float32 model, a CPU with native
-        bfloat16 and no GPU."""
-        return self.output_projection.compute_dtype == "float32" and _bf16_applies(self.output_matrix)
-
-    @contextlib.contextmanager
-    def bf16_decoding(self, enabled: bool = True):
-        """While a decoder is traced inside it, ``project`` at inference runs in bfloat16 as in training,
-        with the matrix cast once per call rather than once per step. Only on CPUs with native
-        bfloat16 and in float32 models; elsewhere, or with ``enabled`` False, nothing changes.
-        """
-        import tensorflow as tf
-
-        if not (enabled and self.bf16_decoding_applies()):
-            yield
-            return
-        self._decoding_matrix = tf.cast(self.output_matrix, tf.bfloat16)
-        try:
-            yield
-        finally:
-            self._decoding_matrix = None
 
     @property
     def readout_dim(self) -> int:
@@ -149,57 +123,9 @@ class Seq2Seq(keras.Model):
         )
         return config
 
-    # Not saved: run recurrent layers on nmtcli's CPU path (``models.fast_rnn``) where it computes
-    # the same function as the Keras layers; False always calls the layers (for comparisons).
-    fast_rnn = True
-    # Not saved either: allow bfloat16 products in the output layer while training (``project``).
-    # Set from ``TrainConfig.bf16_output``; only used on CPUs with native bfloat16 instructions.
-    bf16_output = False
-    # Set only while ``bf16_decoding`` traces a decoder: the output matrix in bfloat16.
-    _decoding_matrix = None
-
     @staticmethod
     def source_mask(source):
         return ops.not_equal(source, 0)
-
-    def greedy(
-        self,
-        source,
-        max_length,
-        with_attention: bool = False,
-        bf16: bool = False,
-        drop_finished: bool = True,
-    ):
-        """Greedy search: ``source [B, S] -> ids [B, T]`` int32, ``T <= max_length``, padded after each
-        sentence's end id; ``with_attention``: ``-> (ids, weights [B, T, S])``.
-
-        With ``drop_finished``, sentences leave the batch as they end (see ``decoding``), and the
-        encoder outputs travel with the decoder state in the loop; the ids are the same either way.
-        ``bf16``: the output layer in bfloat16 where the CPU has it (``bf16_decoding``). Call it
-        inside ``tf.function``.
-        """
-        import tensorflow as tf
-
-        from ..decoding import greedy_search, greedy_search_with_attention
-
-        memory = self.encode(source, training=False)
-        batch_size = tf.shape(source)[0]
-        state = (self.initial_state(memory), memory)
-
-        def next_fn(tokens, state):
-            logits, decoder_state = self.next(tokens, *state)
-            return logits, (decoder_state, state[1])
-
-        def attending_fn(tokens, state):
-            logits, decoder_state, weights = self.next_with_attention(tokens, *state)
-            return logits, (decoder_state, state[1]), weights
-
-        with self.bf16_decoding(bf16):
-            if with_attention:
-                return greedy_search_with_attention(
-                    attending_fn, state, batch_size, max_length, drop_finished=drop_finished
-                )
-            return greedy_search(next_fn, state, batch_size, max_length, drop_finished=drop_finished)
 
     def embed_step(self, tokens):
         """``tokens [B] -> [B, E]``: a plain lookup, since the layer would attach a padding mask
@@ -220,10 +146,10 @@ class TiedOutput(keras.layers.Layer):
     def build(self, input_shape=None):
         self.bias = self.add_weight(shape=(self.vocab_size,), initializer="zeros", name="bias")
 
-    def call(self, inputs, embeddings, bf16=False):
+    def call(self, inputs, embeddings, in_bf16=False):
         bias = ops.cast(self.bias, inputs.dtype)
-        if bf16:
-            return ops.add(_bf16_matmul(inputs, embeddings, transpose_b=True), bias)
+        if in_bf16:
+            return ops.add(bf16.matmul(inputs, embeddings, transpose_b=True), bias)
         matrix = ops.cast(embeddings, inputs.dtype)
         return ops.matmul(inputs, ops.transpose(matrix)) + bias
 
@@ -231,43 +157,6 @@ class TiedOutput(keras.layers.Layer):
         config = super().get_config()
         config.update(vocab_size=self.vocab_size)
         return config
-
-
-@functools.cache
-def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX); elsewhere bfloat16 products
-    are emulated and slower than float32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def _bf16_applies(features) -> bool:
-    import tensorflow as tf
-
-    return (
-        features.dtype == "float32"
-        and keras.backend.backend() == "tensorflow"
-        and not tf.config.list_logical_devices("GPU")
-        and cpu_has_bf16()
-    )
-
-
-def _bf16_matmul(x, matrix, transpose_b=False):
-    """``x @ matrix`` with bfloat16 operands and float32 accumulation (oneDNN), as float32.
-
-    Gradients flow through the casts: both backward products run in bfloat16 too."""
-    import tensorflow as tf
-
-    low = tf.matmul(
-        tf.reshape(tf.cast(x, tf.bfloat16), [-1, tf.shape(x)[-1]]),
-        tf.cast(matrix, tf.bfloat16),
-        transpose_b=transpose_b,
-    )
-    columns = tf.shape(matrix)[0 if transpose_b else 1]
-    return tf.reshape(tf.cast(low, tf.float32), tf.concat([tf.shape(x)[:-1], [columns]], axis=0))
 
 
 def _with_replica_axis(logs: dict) -> dict:

@@ -15,16 +15,34 @@ records every intermediate and multiplies by the weight gradients again at every
 :func:`run_gru` and :func:`run_bidirectional_gru` do the same for GRU layers (``reset_after=True``,
 Keras' default). The layers stay plain Keras layers: they save and load as before, and on a GPU
 (where Keras picks cuDNN), at inference, or in any configuration this module does not reproduce, the
-``run_*`` functions simply call them.
+``run_*`` functions simply call them. Models call the ``run_*`` functions and nothing else: the choice
+of path is made here. :func:`keras_layers_only` makes them call the Keras layers everywhere, to compare
+the two paths (tests, ``benchmarks/rnn_step.py``).
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import keras
 import tensorflow as tf
 
 # Keras layers pass the padding mask on as a tensor attribute; so do the run_* functions here.
 from keras.src.backend.common.masking import set_keras_mask
+
+_keras_only = {"on": False}  # process-wide: tf.distribute traces replica steps in threads of their own
+
+
+@contextlib.contextmanager
+def keras_layers_only() -> Iterator[None]:
+    """Graphs traced inside the block run the Keras recurrent layers, never the fast path."""
+    previous = _keras_only["on"]
+    _keras_only["on"] = True
+    try:
+        yield
+    finally:
+        _keras_only["on"] = previous
 
 
 def run_lstm(layer: keras.layers.LSTM, inputs, initial_state=None, mask=None, training=False):
@@ -86,6 +104,7 @@ def _fast_path_applies(layer: keras.layers.LSTM | keras.layers.GRU, inputs, trai
     cell = layer.cell
     return (
         training
+        and not _keras_only["on"]
         and keras.backend.backend() == "tensorflow"
         and layer.built
         and not tf.config.list_logical_devices("GPU")

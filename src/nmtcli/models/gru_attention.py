@@ -7,8 +7,6 @@ teacher-forced training runs the decoder over the whole sequence at once.
 
 from __future__ import annotations
 
-import functools
-
 import keras
 from keras import ops
 
@@ -70,12 +68,9 @@ class GruAttentionSeq2Seq(Seq2Seq):
         """``source [B, S] -> (values [B, S, 2u], keys [B, S, u], mask [B, S], state [B, u])``."""
         mask = self.source_mask(source)
         embedded = self.embedding_dropout(self.source_embedding(source), training=training)
-        if self.fast_rnn:
-            values, forward, backward = run_bidirectional_gru(
-                self.encoder_rnn, embedded, mask=mask, training=training
-            )
-        else:
-            values, forward, backward = self.encoder_rnn(embedded, mask=mask, training=training)
+        values, forward, backward = run_bidirectional_gru(
+            self.encoder_rnn, embedded, mask=mask, training=training
+        )
         state = self.bridge(ops.concatenate([forward, backward], axis=-1))
         return (values, self.attention.project_keys(values), mask, state)
 
@@ -91,8 +86,8 @@ class GruAttentionSeq2Seq(Seq2Seq):
 
     def decode(self, target_in, memory, training=False):
         embedded = self.embedding_dropout(self.target_embedding(target_in), training=training)
-        run = functools.partial(run_gru, self.decoder_rnn) if self.fast_rnn else self.decoder_rnn
-        outputs, _ = run(
+        outputs, _ = run_gru(
+            self.decoder_rnn,
             embedded,
             initial_state=self.initial_state(memory),
             mask=self.source_mask(target_in),

@@ -33,7 +33,7 @@ class LstmSeq2Seq(Seq2Seq):
         """``source [B, S] -> (h [B, units], c [B, units])``."""
         mask = self.source_mask(source)
         embedded = self.embedding_dropout(self.source_embedding(source), training=training)
-        _, h, c = self._run(self.encoder_rnn, embedded, None, mask, training)
+        _, h, c = run_lstm(self.encoder_rnn, embedded, mask=mask, training=training)
         return (h, c)
 
     def initial_state(self, memory):
@@ -41,15 +41,14 @@ class LstmSeq2Seq(Seq2Seq):
 
     def decode(self, target_in, memory, training=False):
         embedded = self.embedding_dropout(self.target_embedding(target_in), training=training)
-        outputs, _, _ = self._run(
-            self.decoder_rnn, embedded, list(memory), self.source_mask(target_in), training
+        outputs, _, _ = run_lstm(
+            self.decoder_rnn,
+            embedded,
+            initial_state=list(memory),
+            mask=self.source_mask(target_in),
+            training=training,
         )
         return self.project(self.readout(self.output_dropout(outputs, training=training)), training=training)
-
-    def _run(self, layer, inputs, initial_state, mask, training):
-        if self.fast_rnn:
-            return run_lstm(layer, inputs, initial_state=initial_state, mask=mask, training=training)
-        return layer(inputs, initial_state=initial_state, mask=mask, training=training)
 
     def next(self, tokens, state, memory):
         output, state = self.decoder_rnn.cell(self.embed_step(tokens), state, training=False)

@@ -16,9 +16,9 @@ Decoding caches each decoder layer's self-attention keys and values: a step proj
 token and attends over the cache, so it never recomputes the prefix. The cache is the decoding
 state, a flat list ``[k_1, v_1, ..., k_L, v_L]`` of ``[B, t, H, D]`` tensors, batch first (greedy
 search drops finished rows and beam search gathers rows of every state tensor); each step appends
-one position along axis 1. The time axis of the initial (empty) cache is declared unknown, so the
-decoding loops' shape invariants (each state tensor's static shape) let it grow. The cross-attention
-keys and values of every decoder layer are projected once per sentence, in ``encode``.
+one position along axis 1, which the decoding loops allow (``decoding.ModelSteps``: a state tensor's
+non-batch axes may change size). The cross-attention keys and values of every decoder layer are
+projected once per sentence, in ``encode``.
 
 CTranslate2 layout (``ctranslate2.specs.TransformerSpec``, ``pre_norm=True``, relu; its linear
 weights are ``[out, in]``, so every Keras kernel below is reshaped to ``[in, out]`` and transposed):
@@ -285,16 +285,9 @@ class TransformerSeq2Seq(Seq2Seq):
         return self.project(self.decoder_norm(x), training=training)
 
     def initial_state(self, memory):
-        """An empty cache: ``2 L`` tensors ``[B, 0, H, D]`` whose time axis is declared unknown."""
-        batch = tf.shape(memory[0])[0]
-        empty = tf.zeros(
-            tf.stack([batch, 0, self.num_heads, self.units // self.num_heads]), dtype=self.compute_dtype
-        )
-        growing = tf.TensorShape([None, None, self.num_heads, self.units // self.num_heads])
-        # A shape-relaxed view, so that tf.while_loop accepts a cache that grows along axis 1.
-        return [
-            tf.raw_ops.PlaceholderWithDefault(input=empty, shape=growing) for _ in range(2 * self.num_layers)
-        ]
+        """An empty cache: ``2 L`` tensors ``[B, 0, H, D]``."""
+        shape = (ops.shape(memory[0])[0], 0, self.num_heads, self.units // self.num_heads)
+        return [ops.zeros(shape, dtype=self.compute_dtype) for _ in range(2 * self.num_layers)]
 
     def next(self, tokens, state, memory):
         logits, state, _ = self.next_with_attention(tokens, state, memory)

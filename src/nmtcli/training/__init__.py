@@ -1,0 +1,42 @@
+"""Training a model into a run folder, split by concern:
+
+- ``loss``: the training objective (``MaskedCrossEntropy``) and the per-token cross-entropy metric;
+- ``callbacks``: the history recorder and the callbacks that read it (best model, learning-rate cuts,
+  early stopping, time budget, validation BLEU);
+- ``workers``: multi-worker handling beside ``nmtcli.distribution``;
+- ``fit``: ``train()``, the one entry point.
+"""
+
+from __future__ import annotations
+
+from .callbacks import (
+    MIN_LEARNING_RATE,
+    RecordHistory,
+    ReduceLearningRateOnPlateau,
+    SaveBestModel,
+    StopAtTimeBudget,
+    StopEarly,
+    ValidationBleu,
+    bleu_sample,
+)
+from .fit import TrainResult, TranslatorFactory, dtype_policy, make_optimizer, train
+from .loss import MaskedCrossEntropy, TokenCrossEntropy, masked_loss
+
+__all__ = [
+    "MIN_LEARNING_RATE",
+    "MaskedCrossEntropy",
+    "RecordHistory",
+    "ReduceLearningRateOnPlateau",
+    "SaveBestModel",
+    "StopAtTimeBudget",
+    "StopEarly",
+    "TokenCrossEntropy",
+    "TrainResult",
+    "TranslatorFactory",
+    "ValidationBleu",
+    "bleu_sample",
+    "dtype_policy",
+    "make_optimizer",
+    "masked_loss",
+    "train",
+]

@@ -1,0 +1,187 @@
+"""The Keras callbacks of a training, one job each, all reading one :class:`RecordHistory`.
+
+:class:`RecordHistory` loads the run's history from disk when training starts (after a resume: the
+epochs already done) and appends each epoch's row; the others derive their decisions from that
+history alone, so a resumed run saves, cuts the learning rate and stops exactly as an uninterrupted
+one would. The order in the callback list (see ``fit``): ``ValidationBleu`` (puts ``val_bleu`` into
+the logs), ``SaveBestModel``, ``RecordHistory``, ``StopEarly``, ``ReduceLearningRateOnPlateau``,
+``StopAtTimeBudget``, then Keras' ``BackupAndRestore``: the best model is on disk before the history
+names it, and both before the backup marks the epoch done.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import keras
+
+from ..corpus import group_references, reference_streams
+from ..history import History, epoch_row
+from ..run_folder import RunFolder
+
+MIN_LEARNING_RATE = 1e-6
+
+
+class RecordHistory(keras.callbacks.Callback):
+    """Appends every epoch's row (see ``history.epoch_row``, plus ``seconds``) to the run's history
+    and writes ``history.json``/``history.csv``. ``early_stopping_metric`` (``loss`` or ``bleu``)
+    decides the history's best epoch."""
+
+    def __init__(self, run: RunFolder, early_stopping_metric: str = "loss"):
+        super().__init__()
+        self.run = run
+        self.history = History([], early_stopping_metric)
+        self._epoch_start = 0.0
+
+    def on_train_begin(self, logs=None):
+        on_disk = self.run.history()
+        self.history = History(on_disk.rows, self.history.early_stopping_metric)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # After a resume, epochs from `epoch` on are run again: forget what they logged before.
+        self.history = self.history.until(epoch)
+        self._epoch_start = time.perf_counter()
+
+    def add(self, epoch: int, logs: dict[str, Any] | None) -> dict[str, Any]:
+        """The row of ``epoch`` (0-based, as Keras counts), appended once however often asked."""
+        if self.history.rows and self.history.rows[-1]["epoch"] == epoch + 1:
+            return self.history.rows[-1]
+        row = epoch_row(epoch + 1, logs or {}, self.model.optimizer.learning_rate)
+        row["seconds"] = round(time.perf_counter() - self._epoch_start, 3)
+        self.history.append(row)
+        return row
+
+    def since_best(self) -> int:
+        """Epochs finished since the best one (0: the last epoch is the best)."""
+        return self.history.rows[-1]["epoch"] - (self.history.best_epoch() or 0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.add(epoch, logs)
+        self.run.write_history(self.history)
+
+
+class SaveBestModel(keras.callbacks.Callback):
+    """Writes ``model.keras`` after every epoch that is the history's best so far."""
+
+    def __init__(self, record: RecordHistory):
+        super().__init__()
+        self.record = record
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = self.record.add(epoch, logs)
+        if self.record.history.best_epoch() == row["epoch"]:
+            self.record.run.save_model(self.model)
+
+
+class StopEarly(keras.callbacks.Callback):
+    """Stops training after ``patience`` epochs without a better best epoch (0: never)."""
+
+    def __init__(self, record: RecordHistory, patience: int):
+        super().__init__()
+        self.record = record
+        self.patience = patience
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.record.add(epoch, logs)
+        if self.patience and self.record.since_best() >= self.patience:
+            self.model.stop_training = True
+
+
+class ReduceLearningRateOnPlateau(keras.callbacks.Callback):
+    """Multiplies the learning rate by ``factor`` after every ``patience`` epochs without a better
+    best epoch, never below ``MIN_LEARNING_RATE``; not when training stops after this epoch anyway.
+
+    The rate in force comes from the optimizer, which ``BackupAndRestore`` restores on resume."""
+
+    def __init__(
+        self,
+        record: RecordHistory,
+        factor: float,
+        patience: int = 1,
+        log: Callable[[str], None] = lambda message: None,
+    ):
+        super().__init__()
+        self.record = record
+        self.factor = factor
+        self.patience = max(1, patience)
+        self.log = log
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = self.record.add(epoch, logs)
+        since_best = self.record.since_best()
+        if self.model.stop_training or not since_best or since_best % self.patience:
+            return
+        rate = max(row["learning_rate"] * self.factor, MIN_LEARNING_RATE)
+        self.model.optimizer.learning_rate = rate
+        monitor = self.record.history.monitor
+        self.log(f"no better {monitor} for {since_best} epoch(s): learning rate -> {rate:.3g}")
+
+
+class StopAtTimeBudget(keras.callbacks.Callback):
+    """Stops training when another epoch as long as the last would overrun ``max_seconds`` of
+    epoch time, counting the epochs before a resume."""
+
+    def __init__(
+        self, record: RecordHistory, max_seconds: float, log: Callable[[str], None] = lambda message: None
+    ):
+        super().__init__()
+        self.record = record
+        self.max_seconds = max_seconds
+        self.log = log
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = self.record.add(epoch, logs)
+        spent = self.record.history.seconds()
+        if not self.model.stop_training and spent + row["seconds"] > self.max_seconds:
+            self.model.stop_training = True
+            self.log(
+                f"time budget: {spent / 60:.1f} of {self.max_seconds / 60:g} minutes spent; "
+                "another epoch would not fit, stopping"
+            )
+
+
+class SentenceTranslator(Protocol):
+    def translate(self, lines: Sequence[str], batch_size: int = ...) -> list[str]: ...
+
+
+class ValidationBleu(keras.callbacks.Callback):
+    """After each epoch, decodes a fixed sample of validation sources and puts the multi-reference
+    BLEU (sacrebleu, detokenized, cased, 13a) into the logs as ``val_bleu``.
+
+    ``translator_factory(model)`` makes the translator of the model being trained (once); training
+    does not import the translator. Must come before the callbacks that read the history.
+    """
+
+    def __init__(
+        self,
+        translator_factory: Callable[[keras.Model], SentenceTranslator],
+        sources: list[str],
+        references: list[list[str]],
+        batch_size: int,
+    ):
+        super().__init__()
+        self.translator_factory = translator_factory
+        self.sources = sources
+        self.references = references
+        self.batch_size = batch_size
+        self._translator: SentenceTranslator | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        import sacrebleu
+
+        if self._translator is None:
+            self._translator = self.translator_factory(self.model)
+        hypotheses = self._translator.translate(self.sources, batch_size=self.batch_size)
+        if logs is not None:
+            logs["val_bleu"] = sacrebleu.corpus_bleu(hypotheses, reference_streams(self.references)).score
+
+
+def bleu_sample(pairs: list[tuple[str, str]], size: int, seed: int) -> tuple[list[str], list[list[str]]]:
+    """A fixed, seeded sample of ``size`` distinct sources with all of their references."""
+    import random
+
+    sources, references = group_references(pairs)
+    chosen = sorted(random.Random(seed).sample(range(len(sources)), min(size, len(sources))))
+    return [sources[i] for i in chosen], [references[i] for i in chosen]
