@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import unicodedata
 from pathlib import Path
 
@@ -56,6 +57,15 @@ def test_round_trip_is_exact_on_awkward_text(model_type):
 def test_same_seed_same_model_and_a_size_is_an_upper_bound():
     first = train_subwords(SENTENCES, size=400, seed=3)
     assert train_subwords(SENTENCES, size=400, seed=3) == first
+    # Sampling 1,000 of 3,000 distinct sentences: another model than from all, the same every time.
+    rng = random.Random(0)
+    letters = "abcdeilmnorstu"
+    many = [
+        " ".join("".join(rng.choices(letters, k=rng.randint(2, 8))) for _ in range(6)) for _ in range(3000)
+    ]
+    sampled = train_subwords(many, size=400, sample=1000, seed=3)
+    assert train_subwords(many, size=400, sample=1000, seed=3) == sampled
+    assert train_subwords(many, size=400, sample=3000, seed=3) != sampled
     # Far more pieces than the text holds: fewer pieces, no error.
     assert len(SubwordVectorizer(train_subwords(SENTENCES, size=8000))) < 8000
 
@@ -147,7 +157,7 @@ def test_every_line_of_the_real_corpora_round_trips(corpus):
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             lines.extend(normalize(text) for text in line.rstrip("\n").split("\t")[:2])
-    vectorizer = SubwordVectorizer(train_subwords(lines, size=8000, sample=200_000))
+    vectorizer = SubwordVectorizer(train_subwords(lines))  # the defaults of `nmt prepare`
     failures = [line for line in lines if vectorizer.decode(vectorizer.encode(line)) != line]
     assert failures == []
     assert all(unicodedata.is_normalized("NFC", line) for line in lines[:1000])

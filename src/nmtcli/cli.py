@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - older Typer on Click
     from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from . import __version__
-from .config import DEFAULT_LENGTH_PENALTY, ModelConfig, TrainConfig
+from .config import DEFAULT_LENGTH_PENALTY, ModelConfig, PrepareConfig, TrainConfig
 from .errors import ConfigError, NmtError
 
 EXIT_ERROR = 1
@@ -299,12 +299,14 @@ def prepare(
     joint_subwords: Annotated[
         bool, typer.Option(help="One subword model for both sides (--no-joint-subwords: one per side).")
     ] = True,
+    subword_sample: Annotated[
+        int, typer.Option(help="Most training sentences the subword model learns from (both sides count).")
+    ] = PrepareConfig.subword_sample,
     preset: PresetOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Read a parallel corpus, clean it, split train/valid/test and build word and char vocabularies."""
-    from .config import PrepareConfig
     from .corpus import prepare as prepare_corpus
 
     chosen = _with_preset(ctx, preset, "prepare", dict(limit=limit, max_vocab=max_vocab, min_count=min_count))
@@ -330,6 +332,7 @@ def prepare(
         subword_size=subword_size,
         subword_type=subword_type,
         joint_subwords=joint_subwords,
+        subword_sample=subword_sample,
     )
     output = output or _workspace(workspace).data_dir
     manifest = prepare_corpus(

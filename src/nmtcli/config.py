@@ -90,7 +90,10 @@ class PrepareConfig(_Serializable):
     subword_size: int = 8000
     subword_type: str = "unigram"
     joint_subwords: bool = True  # one model for both sides, so a Transformer can share its embeddings
-    subword_sample: int = 1_000_000  # training sentences sampled for the subword model (both sides count)
+    # Training sentences sampled for the subword model (both sides count). Its time and memory grow with
+    # the sample; 100,000 made spa-eng's pieces 1% longer than all 214,078 did, and every line still
+    # round-trips (the README has the figures).
+    subword_sample: int = 100_000
 
     def __post_init__(self) -> None:
         _check_choice("format", self.format, FORMATS)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .config import SUBWORD_TYPES
+from .config import SUBWORD_TYPES, PrepareConfig
 from .errors import DataError
 from .files import atomic_open
 from .vectorizers import END, END_ID, PAD, PAD_ID, SPECIALS, START, START_ID, UNK, UNK_ID, Vocabulary
@@ -56,10 +56,10 @@ def _sentencepiece() -> Any:
 
 def train_subwords(
     sentences: Iterable[str],
-    size: int = 8000,
-    model_type: str = "unigram",
-    sample: int = 1_000_000,
-    seed: int = 1234,
+    size: int = PrepareConfig.subword_size,
+    model_type: str = PrepareConfig.subword_type,
+    sample: int = PrepareConfig.subword_sample,
+    seed: int = PrepareConfig.seed,
 ) -> bytes:
     """Train a SentencePiece model on ``sentences``; returns the serialized model.
 
@@ -67,8 +67,9 @@ def train_subwords(
     (a small corpus gets fewer pieces instead of an error). ``sample`` caps the sentences used:
     SentencePiece keeps a uniform random sample of that many while streaming the rest past, so a
     corpus of any size is read once and never held whole. The same sentences, settings and ``seed``
-    give the same model, byte for byte (one training thread, for that reason). Nothing is written to
-    disk: the model comes back as bytes.
+    give the same model, byte for byte: one training thread, since with two the sampled model changed
+    from run to run (and took longer on 2 shared cores). Nothing is written to disk: the model comes
+    back as bytes.
     """
     if model_type not in SUBWORD_TYPES:
         raise ValueError(f"model_type must be one of {', '.join(SUBWORD_TYPES)}; got {model_type!r}")
