@@ -24,11 +24,25 @@ PACKAGE = Path(nmtcli.__file__).parent
 
 # Lowest first. A package (models, training) is one entry for all of its modules.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("foundation", {"errors", "files", "config", "runtime", "presets", "history", "text", "alignment"}),
+    (
+        "foundation",
+        {
+            "errors",
+            "files",
+            "config",
+            "runtime",
+            "presets",
+            "history",
+            "text",
+            "alignment",
+            "logs",
+            "interrupts",
+        },
+    ),
     ("corpus", {"corpus"}),
     ("vectorizers", {"vectorizers", "subwords", "pipeline"}),
     ("models", {"models"}),
-    ("run folder", {"run_folder", "workspace"}),
+    ("run folder", {"run_folder", "model_files", "workspace"}),
     ("training", {"training", "distribution", "progress", "tracking"}),
     ("decoding", {"decoding"}),
     ("translator", {"translator"}),

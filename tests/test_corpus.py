@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -444,6 +445,7 @@ def test_prepare_writes_the_data_folder(corpus: Path, tmp_path: Path) -> None:
     manifest = prepare(corpus, out, small_split())
     assert sorted(snapshot(out)) == sorted(
         [
+            ".nmt-written.json",
             "train.tsv",
             "valid.tsv",
             "test.tsv",
@@ -603,7 +605,10 @@ def test_prepare_output_folder_has_normal_permissions(corpus: Path, tmp_path: Pa
 def test_prepare_replaces_an_existing_output(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "data"
     prepare(corpus, out, small_split(seed=1))
+    # A file an earlier preparation wrote (so listed in the folder's list) but this one does not.
     (out / "stale.txt").write_text("from an older run", encoding="utf-8")
+    listed = json.loads((out / ".nmt-written.json").read_text(encoding="utf-8"))
+    (out / ".nmt-written.json").write_text(json.dumps([*listed, "stale.txt"]), encoding="utf-8")
     prepare(corpus, out, small_split(seed=2))
     assert not (out / "stale.txt").exists()
     assert json.loads((out / "manifest.json").read_text(encoding="utf-8"))["settings"]["seed"] == 2
@@ -692,7 +697,7 @@ def test_prepared_data_wrong_format_version(prepared: Path, version) -> None:
 
 def test_prepared_data_unreadable_manifest(prepared: Path) -> None:
     (prepared / "manifest.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(DataError, match="unreadable"):
+    with pytest.raises(DataError, match=r"manifest\.json: unreadable \(not valid JSON"):
         PreparedData.load(prepared)
 
 
@@ -701,3 +706,21 @@ def test_prepared_data_malformed_split_file(prepared: Path) -> None:
     data = PreparedData.load(prepared)
     with pytest.raises(DataError, match=r"valid\.tsv:2"):
         data.pairs("valid")
+
+
+def test_an_emptied_or_hand_edited_split_is_one_clear_error(tmp_path: Path, tiny_data: Path) -> None:
+    data = Path(shutil.copytree(tiny_data, tmp_path / "data"))
+    (data / "train.tsv").write_bytes(b"")
+    with pytest.raises(DataError, match=r"train\.tsv: empty, but the manifest counts \d+ training pairs"):
+        PreparedData.load(data)
+    (data / "train.tsv").write_bytes(b"red cat.\tgato rojo.\ncaf\xe9.\tcaf\xe9.\n")
+    with pytest.raises(DataError, match=r"train\.tsv:2: not valid UTF-8; run `nmt prepare` again"):
+        list(PreparedData.load(data).iter_pairs("train"))
+
+
+def test_a_split_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path, tiny_data: Path) -> None:
+    data = Path(shutil.copytree(tiny_data, tmp_path / "data"))
+    (data / "valid.tsv").unlink()
+    os.mkfifo(data / "valid.tsv")
+    with pytest.raises(DataError, match=r"valid\.tsv: not a regular file"):
+        list(PreparedData(data, {}).iter_pairs("valid"))

@@ -27,6 +27,7 @@ CORPUS_EXAMPLES = 100
 VECTORIZER_EXAMPLES = 100
 TRANSLATE_EXAMPLES = 50
 CLI_TRANSLATE_EXAMPLES = 30
+JSON_EXAMPLES = 200
 
 
 def fuzz(examples: int) -> settings:
@@ -195,3 +196,35 @@ def test_nmt_translate_writes_one_line_per_input_line(loaded_once, translator, l
     assert "Traceback" not in result.output
     assert result.stdout.count("\n") == len(lines)
     assert result.stdout.split("\n")[:-1] == translator.translate(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# The shared reader on arbitrary JSON-like bytes
+
+
+json_pieces = st.sampled_from(
+    ['{"a":', "[", "]", "{", "}", ",", '"x"', "1", "1e999", "NaN", "true", "null", ":"]
+)
+json_like = st.one_of(
+    st.binary(max_size=200),
+    st.lists(json_pieces, max_size=60).map("".join).map(str.encode),
+    st.integers(1, 5000).map(lambda n: ("[" * n + "]" * n).encode()),
+)
+
+
+@fuzz(JSON_EXAMPLES)
+@given(raw=json_like)
+def test_read_json_file_returns_or_raises_one_error(raw: bytes) -> None:
+    from nmtcli.files import DictOf, UnsafeFileError, read_json_file
+    from nmtcli.model_files import RUN_CONFIG_SCHEMA
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "x.json"
+        path.write_bytes(raw)
+        for schema in (RUN_CONFIG_SCHEMA, DictOf([str]), [dict]):
+            try:
+                read_json_file(path, schema)
+                event("read")
+            except UnsafeFileError as exc:
+                assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
+                event("refused")

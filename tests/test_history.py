@@ -122,6 +122,7 @@ def test_curves_card_and_mlflow_follow_the_same_rule_on_a_crafted_history(crafte
 
 
 EPOCH_LINE = re.compile(r"^epoch (\d+)/\d+\s+(.*)$")
+FIGURE = re.compile(r"(?<!\S)([a-z_]+) (-?\d+\.\d+)(?!\S)")  # "val_perplexity 8.80", not "5.7s"
 
 
 def progress_lines(stderr: str) -> dict[int, dict[str, float]]:
@@ -130,8 +131,7 @@ def progress_lines(stderr: str) -> dict[int, dict[str, float]]:
     for line in stderr.splitlines():
         match = EPOCH_LINE.match(line.strip())
         if match:
-            parts = match.group(2).split()[:-1]  # figure/value pairs, then the epoch's time ("1.2s")
-            pairs = zip(parts[::2], parts[1::2], strict=True)
+            pairs = FIGURE.findall(match.group(2))  # then the epoch's time ("1.2s") and the run's estimate
             epochs[int(match.group(1))] = {name: float(value) for name, value in pairs}
     return epochs
 

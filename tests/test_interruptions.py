@@ -5,12 +5,14 @@ These tests drive the real `nmt` entry point in child processes, so that a SIGKI
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,95 @@ def test_a_kill_while_saving_the_model_leaves_a_loadable_folder(tiny_run, tmp_pa
             with pytest.raises(Killed):
                 RunFolder(run_dir).save_model(reference.model)
         assert Translator.load(run_dir).translate(["red cat.", "big dog runs."]) == expected
+
+
+def interrupt_during_epoch(cwd: Path, signums: list[int], epoch: int = 2) -> tuple[int, str, float]:
+    """Start `nmt train`, send ``signums`` once epoch ``epoch`` is a tenth done; returns (exit code,
+    what it printed on stderr after the signal, seconds from the first signal to the exit)."""
+    process = subprocess.Popen(
+        [NMT, *TRAIN], cwd=cwd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=CHILD_ENV
+    )
+    finished_epochs = 0
+    try:
+        for line in process.stderr:
+            if line.startswith(f"epoch {finished_epochs + 1}/"):
+                finished_epochs += 1
+            elif "% of epoch" in line and finished_epochs == epoch - 1:
+                sent = time.monotonic()
+                for signum in signums:
+                    process.send_signal(signum)
+                break
+        else:
+            pytest.fail(f"training ended before epoch {epoch} was under way")
+        rest = process.stderr.read()
+        process.wait(timeout=60)
+        return process.returncode, rest, time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def temporaries(folder: Path) -> list[Path]:
+    from nmtcli.interrupts import TEMPORARY
+
+    return [path for path in folder.rglob("*") if TEMPORARY.match(path.name)]
+
+
+@pytest.mark.parametrize(
+    ("signums", "code", "message"),
+    [
+        ([signal.SIGINT], 130, "nmt: interrupted"),
+        ([signal.SIGTERM], 143, "nmt: terminated (SIGTERM)"),
+        ([signal.SIGINT, signal.SIGINT], 130, "nmt: interrupted"),
+    ],
+    ids=["ctrl-c", "sigterm", "ctrl-c-twice"],
+)
+def test_a_signal_stops_training_at_once_cleanly_and_the_same_command_resumes(
+    prepared: Path, tmp_path: Path, signums: list[int], code: int, message: str
+) -> None:
+    cwd = tmp_path / "work"
+    shutil.copytree(prepared, cwd)
+    returncode, rest, seconds = interrupt_during_epoch(cwd, signums)
+    assert returncode == code, rest
+    assert "Traceback" not in rest
+    lines = [line for line in rest.splitlines() if line.startswith("nmt:")]
+    assert len(lines) == 1 and lines[0].startswith(message), rest
+    # The target is 2 s; the bound leaves room for a loaded test machine but not for the old 17-34 s.
+    assert seconds < 10, f"took {seconds:.1f} s to exit"
+    workspace = cwd / "nmt-workspace"
+    assert not temporaries(workspace)
+    [run_dir] = runs(cwd)
+    assert [row["epoch"] for row in json.loads((run_dir / "history.json").read_text())] == [1]
+
+    resumed = run(TRAIN, cwd)
+    assert "resuming" in resumed.stderr and "from epoch 2" in resumed.stderr
+    assert runs(cwd) == [run_dir]
+    assert json.loads((run_dir / "state.json").read_text())["status"] == "complete"
+
+
+def test_sigterm_during_prepare_leaves_no_temporary_folder(tmp_path: Path) -> None:
+    # Big enough that preparing it takes a few seconds.
+    corpus = write_tsv(
+        tmp_path / "corpus.tsv", [(f"red cat {i}.", f"gato rojo {i}.") for i in range(300_000)]
+    )
+    process = subprocess.Popen(
+        [NMT, "prepare", str(corpus)], cwd=tmp_path, stderr=subprocess.PIPE, text=True, env=CHILD_ENV
+    )
+    try:
+        # Wait until the temporary data folder exists, then terminate.
+        while not list(tmp_path.glob("nmt-workspace/.data.tmp-*")):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=0.01)  # a poll for the folder, not a timing assumption
+            if process.poll() is not None:
+                break
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    if process.returncode == 0:
+        pytest.skip("prepare finished before the signal arrived")
+    assert process.returncode == 143, stderr
+    assert "nmt: terminated (SIGTERM)" in stderr and "Traceback" not in stderr
+    assert not temporaries(tmp_path / "nmt-workspace")

@@ -161,6 +161,8 @@ def test_heads_must_divide_units():
     with pytest.raises(ConfigError):
         ModelConfig(arch="gru-attention", shared_embeddings=True)
     assert ModelConfig(arch="transformer", embedding_dim=128, units=64).embedding_dim == 64
+    # The shared matrix is the output layer too; config.json says so, as model.keras does.
+    assert ModelConfig(arch="transformer", shared_embeddings=True).tie_embeddings is True
 
 
 @pytest.fixture(scope="module")

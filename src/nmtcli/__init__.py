@@ -6,6 +6,12 @@ The package imports TensorFlow only when a name that needs it is first used, so 
     from nmtcli import Translator
     translator = Translator.load("nmt-workspace/runs/latest")
     translator.translate(["Go.", "Hello!"])
+
+TensorFlow's C++ start-up notices are kept off stderr (``NMT_DEBUG=1`` shows them). Training reports
+through the ``logging`` module, logger ``"nmtcli"`` (see :mod:`nmtcli.logs`)::
+
+    import logging
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
 """
 
 from __future__ import annotations
@@ -72,8 +78,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from .workspace import Workspace
 
 
+# Modules that import no TensorFlow; the others are imported after runtime.quiet_import().
+_WITHOUT_TENSORFLOW = {"errors", "config", "workspace", "corpus", "vectorizers"}
+
+
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'nmtcli' has no attribute {name!r}")
+    if module not in _WITHOUT_TENSORFLOW:
+        from .runtime import quiet_import
+
+        quiet_import()  # TensorFlow's C++ start-up notices stay off the user's stderr, as in the CLI
     return getattr(importlib.import_module(f".{module}", __name__), name)

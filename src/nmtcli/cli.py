@@ -77,7 +77,10 @@ class NmtGroup(TyperGroup):
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(f"{where}{exc.strerror or exc}")
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            from .interrupts import exit_now
+
+            exit_now(exc)  # ends the process when main() installed the signal handlers
             typer.echo("nmt: interrupted", err=True)
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
@@ -224,7 +227,8 @@ def prepare(
     corpus: Annotated[
         Path,
         typer.Argument(
-            help="Corpus: anki/Tatoeba TSV (spa.txt), CSV with a header, or the source of aligned files.",
+            help="Corpus: anki/Tatoeba TSV (spa.txt), CSV with a header, or the source of aligned files; "
+            "- reads stdin.",
             show_default=False,
             readable=False,
         ),
@@ -545,6 +549,8 @@ def train(
             "max_minutes": options["max_minutes"] or None,
         }
     )
+    if resume:
+        _warn_ignored_on_resume(ctx, [*model_options, *options])
     from .corpus import PreparedData
 
     PreparedData.load(data or _workspace(workspace).data_dir)  # say what is missing before TF loads
@@ -556,24 +562,26 @@ def train(
     _load_tensorflow()
     from rich.console import Console
 
+    from .logs import to_console
     from .progress import RichProgress
     from .training import train as train_model
     from .translator import Translator
 
     stderr = Console(stderr=True, highlight=False, soft_wrap=True)
     tracking = _tracking_callbacks(mlflow, mlflow_uri, experiment, tensorboard, workspace)
-    result = train_model(
-        model_config,
-        train_config,
-        data_dir=data,
-        workspace=_workspace(workspace),
-        run_dir=output,
-        resume=resume,
-        callbacks=[] if quiet else [RichProgress(stderr)],
-        log=_ignore if quiet else stderr.print,
-        run_callbacks=tracking,
-        translator_factory=Translator,
-    )
+    with to_console(stderr, enabled=not quiet):  # the library's log records, rendered by rich
+        result = train_model(
+            model_config,
+            train_config,
+            data_dir=data,
+            workspace=_workspace(workspace),
+            run_dir=output,
+            resume=resume,
+            callbacks=[] if quiet else [RichProgress(stderr, max_minutes=train_config.max_minutes)],
+            log=_ignore if quiet else None,
+            run_callbacks=tracking,
+            translator_factory=Translator,
+        )
     summary = {
         "run": str(result.run_dir),
         "parameters": result.parameters,
@@ -593,6 +601,21 @@ def train(
     if best.get("val_bleu") is not None:
         line += f", val_bleu {best['val_bleu']:.2f}"
     typer.echo(line + ")")
+
+
+def _warn_ignored_on_resume(ctx: typer.Context, settings: list[str]) -> None:
+    """``--resume`` continues a run with the settings it was started with: say which options given
+    on this command line are therefore ignored."""
+    given = [
+        name for name in settings if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"
+    ]
+    if given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        typer.echo(
+            f"nmt: warning: --resume continues the run with the settings it was started with; "
+            f"{options} ignored",
+            err=True,
+        )
 
 
 def _check_mlflow_options(mlflow: bool, mlflow_uri: str | None, experiment: str | None = None) -> None:
@@ -687,6 +710,9 @@ def evaluate(
         raise ConfigError("--source and --reference go together")
     decoding = DecodingConfig(batch_size, max_length, beam_size, length_penalty, bf16_output)
     _check_mlflow_options(mlflow, mlflow_uri)
+    from .files import check_output
+
+    check_output(output, [source, *(reference or [])])
 
     _load_tensorflow()
     from .workspace import resolve_model_dir
@@ -839,16 +865,18 @@ def translate(
     from .config import DecodingConfig
     from .corpus import check_readable
     from .errors import ConfigError
+    from .files import check_output
 
     if sentences and input is not None:
         raise ConfigError("give sentences as arguments or with --input, not both")
     decoding = DecodingConfig(batch_size, max_length, beam_size, length_penalty, bf16_output)
     if input is not None:
         check_readable(input, "input")
+    check_output(output, [input], option="--output")
     if attention is not None:
         if beam_size != 1:
             raise ConfigError("--attention shows greedy decoding; leave out --beam-size")
-        lines = _attention_lines(sentences, input, attention)
+        lines = _attention_lines(sentences, input, output, attention)
     else:
         lines = itertools.chain.from_iterable(_input_chunks(sentences, input, chunk=1024))
     interactive = not sentences and input is None and sys.stdin.isatty()
@@ -891,7 +919,7 @@ def translate(
 MAX_ATTENTION_LINES = 100
 
 
-def _attention_lines(sentences, input, attention: str) -> list[str]:
+def _attention_lines(sentences, input, output, attention: str) -> list[str]:
     """``translate --attention``: the input lines, at most ``MAX_ATTENTION_LINES``, once the picture
     path is known to be writable."""
     from .attention import check_picture_path
@@ -899,6 +927,9 @@ def _attention_lines(sentences, input, attention: str) -> list[str]:
 
     if attention != "-":
         check_picture_path(attention)
+        from .files import check_output
+
+        check_output(attention, [input, output], option="--attention")
     lines: list[str] = []
     for chunk in _input_chunks(sentences, input, chunk=MAX_ATTENTION_LINES + 1):
         lines += chunk
@@ -951,7 +982,7 @@ def _input_chunks(sentences: list[str] | None, path: Path | None, chunk: int):
         yield list(sentences)
         return
     with contextlib.ExitStack() as stack:
-        if path is not None:
+        if path is not None and str(path) != "-":
             handle, name = stack.enter_context(open(path, "rb")), str(path)
         else:
             handle, name = sys.stdin.buffer, "<stdin>"
@@ -1043,6 +1074,11 @@ def plot(
         run_dir = resolve_model_dir(run, ws)
         if run_dir.resolve() not in [r.resolve() for r in run_dirs]:
             run_dirs.append(run_dir)
+    if output is not None:
+        from .files import check_output
+        from .run_folder import RunFolder
+
+        check_output(output, allowed=[RunFolder(run_dir).curves_path for run_dir in run_dirs])
     histories = read_histories(run_dirs)
     if not terminal and not have_matplotlib():
         typer.echo(
@@ -1111,6 +1147,9 @@ def info(
 
 
 def main() -> None:
+    from .interrupts import install
+
+    install()
     app()
 
 

@@ -105,6 +105,10 @@ class PrepareConfig(_Serializable):
         _check_range("max_chars", self.max_chars, 1)
         for name in ("valid_size", "test_size"):
             value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(
+                    f"{name} must be a fraction below 1 or a whole count; got {value}", field=name
+                )
             _check_range(name, value, 0, integer=False)
             if isinstance(value, float) and value >= 1 and not value.is_integer():
                 raise ConfigError(
@@ -190,6 +194,9 @@ class ModelConfig(_Serializable):
             )
         if self.shared_embeddings and self.arch != "transformer":
             raise ConfigError("shared_embeddings is for the transformer only", field="shared_embeddings")
+        if self.shared_embeddings and not self.tie_embeddings:
+            # The shared matrix is the output layer too: recorded as tied, as the model is built.
+            object.__setattr__(self, "tie_embeddings", True)
         if self.shared_embeddings and self.source_vocab_size != self.target_vocab_size:
             raise ConfigError(
                 "shared_embeddings needs one vocabulary for both sides (a joint subword model)",

@@ -15,10 +15,13 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import errno
 import hashlib
 import itertools
 import os
 import shutil
+import stat
+import sys
 import tempfile
 from array import array
 from collections import Counter
@@ -34,11 +37,17 @@ from . import __version__
 from .config import PrepareConfig
 from .errors import CorpusError, DataError
 from .files import (
+    DictOf,
+    Required,
     atomic_write_json,
     check_replaceable,
+    ensure_folder,
     make_private_dir_public,
-    read_json,
+    open_regular_file,
+    read_json_file,
+    remove_stale_temporaries,
     replace_dir,
+    schema_problem,
     sha256_file,
 )
 from .subwords import prepare_subwords
@@ -49,6 +58,8 @@ DATA_FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
 SIDES = ("source", "target")
 LEVELS = ("word", "char")
+# The files of a prepared data folder (patterns), for folders written before nmt listed them.
+DATA_FILES = ("manifest.json", "train.tsv", "valid.tsv", "test.tsv", "vocab/*.txt")
 
 
 @dataclass(frozen=True)
@@ -63,10 +74,20 @@ class Pair:
 
 
 def check_readable(path: Path, what: str = "corpus") -> Path:
-    """``path`` if it is a readable file, else a CorpusError that says what is wrong."""
-    if not path.exists():
-        raise CorpusError(f"{path}: {what} file not found")
-    if path.is_dir():
+    """``path`` if it is a readable file, else a CorpusError that says what is wrong.
+
+    ``-`` (stdin), a FIFO and a pipe such as ``/dev/stdin`` are readable files too."""
+    if str(path) == "-":
+        return path
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CorpusError(f"{path}: symlink loop; point the link at a file") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise CorpusError(f"{path}: {what} file not found") from None
+        raise CorpusError(f"{path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
         raise CorpusError(f"{path}: is a directory, not a file")
     if not os.access(path, os.R_OK):
         raise CorpusError(f"{path}: permission denied")
@@ -86,6 +107,56 @@ def _decode(raw: bytes, encoding: str, where: str, hint: str) -> str:
 
 _ENCODING_HINT = "convert it to UTF-8 or pass --encoding"
 
+# The longest line (in bytes) read from any text file: a corpus line, an input sentence, a CSV record.
+# Far above any sentence (fra.txt's longest line is 0.6 KB); it bounds memory on /dev/zero or a
+# file without line breaks.
+MAX_LINE_BYTES = 8 * 2**20
+# A quoted CSV field may hold line breaks, but not this many: a quote left open swallows the file.
+MAX_CSV_RECORD_LINES = 100
+
+# What the first bytes of a file say it is, when it is not text.
+_MAGIC = (
+    (b"\x1f\x8b", "compressed with gzip: decompress it first (gunzip FILE)"),
+    (b"BZh", "compressed with bzip2: decompress it first (bunzip2 FILE)"),
+    (b"\xfd7zXZ\x00", "compressed with xz: decompress it first (unxz FILE)"),
+    (b"\x28\xb5\x2f\xfd", "compressed with zstd: decompress it first (unzstd FILE)"),
+    (b"%PDF-", "a PDF document, not a text corpus; save it as text first"),
+)
+
+
+def sniff_binary(head: bytes, name: str) -> None:
+    """A CorpusError when the first bytes of a file show it is not text: compressed, a spreadsheet
+    or other zip archive, a PDF, or mostly NUL bytes (binary data). Text passes silently."""
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            raise CorpusError(f"{name}: {what.replace('FILE', name)}")
+    if head.startswith(b"PK\x03\x04"):
+        if b"xl/" in head or b"opendocument.spreadsheet" in head or b"[Content_Types]" in head:
+            raise CorpusError(f"{name}: a spreadsheet (xlsx/ods), not a text corpus; save it as CSV first")
+        raise CorpusError(f"{name}: a zip archive, not a text corpus; unzip it first")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return  # UTF-16: read_lines says so
+    if len(head) >= 16 and head.count(0) * 4 > len(head):
+        raise CorpusError(f"{name}: binary data (mostly NUL bytes), not a text corpus")
+
+
+def bounded_lines(stream: BinaryIO, name: str, limit: int = MAX_LINE_BYTES) -> Iterator[bytes]:
+    """Raw lines (ends kept) of a binary stream, each at most ``limit`` bytes, else a CorpusError
+    naming the line: memory stays bounded however long a line is."""
+    number = 0
+    readline = stream.readline
+    while True:
+        raw = readline(limit + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > limit and not raw.endswith(b"\n"):
+            raise CorpusError(
+                f"{name}:{number}: a line longer than {limit // 2**20} MiB; "
+                "is this a text file with one sentence per line?"
+            )
+        yield raw
+
 
 def read_lines(
     stream: BinaryIO,
@@ -96,15 +167,19 @@ def read_lines(
     corpus: bool = False,
 ) -> Iterator[tuple[int, str]]:
     """Numbered, decoded lines of a binary stream, without line endings (LF or CRLF) unless
-    ``keep_ends``; a leading UTF-8 BOM is dropped. A decoding error names the line and gives ``hint``.
-    For a ``corpus``, a first line holding a lone CR means old Mac line endings: an error."""
+    ``keep_ends``; a leading UTF-8 BOM is dropped; a line longer than :data:`MAX_LINE_BYTES` is an
+    error. A decoding error names the line and gives ``hint``. For a ``corpus``, a binary file
+    (compressed, a spreadsheet, NUL bytes) and a first line holding a lone CR (old Mac line endings)
+    are errors."""
     try:
         codec = codecs.lookup(encoding).name
     except LookupError:
         raise CorpusError(f"unknown encoding {encoding!r}") from None
     if codec.startswith(("utf-16", "utf-32")):
         raise CorpusError(f"{name}: {encoding} files are not supported; convert the file to UTF-8")
-    for number, raw in enumerate(stream, 1):
+    if corpus and hasattr(stream, "peek"):
+        sniff_binary(stream.peek(4096)[:4096], name)
+    for number, raw in enumerate(bounded_lines(stream, name), 1):
         if number == 1:
             if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
                 raise CorpusError(f"{name}: the file is UTF-16; convert it to UTF-8")
@@ -116,20 +191,79 @@ def read_lines(
         yield number, text if keep_ends else text.rstrip("\n").rstrip("\r")
 
 
-def _lines(path: Path, encoding: str) -> Iterator[tuple[int, str]]:
-    with open(path, "rb") as handle:
-        yield from read_lines(handle, str(path), encoding, hint=_ENCODING_HINT, corpus=True)
+@dataclass
+class CorpusFile:
+    """A corpus file as the user named it (``name``, for messages and the manifest) and where it is
+    read from (``path``: the file itself, or a spooled copy of a pipe, FIFO or stdin)."""
+
+    name: str
+    path: Path
+    spooled_sha256: str | None = None
+
+    def sha256(self) -> str:
+        return self.spooled_sha256 or sha256_file(self.path)
+
+    def recorded_path(self) -> str:
+        """The path the manifest records: resolved for a file, as given for stdin or a pipe."""
+        if self.spooled_sha256 is not None:
+            return self.name if self.name == "<stdin>" else os.path.abspath(self.name)
+        return str(Path(self.name).resolve())
 
 
-def detect_format(path: Path, target_path: Path | None) -> str:
+@contextlib.contextmanager
+def open_corpus(
+    path: str | os.PathLike, what: str = "corpus", spool_dir: Path | None = None
+) -> Iterator[CorpusFile]:
+    """A :class:`CorpusFile` for ``path``; ``-`` is stdin.
+
+    A regular file is read where it is. Anything else (stdin, a pipe, a FIFO, process substitution,
+    ``/dev/stdin``) can be read only once, so it is copied to a temporary file in ``spool_dir`` (or
+    the system's temporary folder) while its SHA-256 is computed; the copy is removed afterwards.
+    """
+    given = Path(path)
+    check_readable(given, what)
+    if str(given) != "-" and stat.S_ISREG(os.stat(given).st_mode):
+        yield CorpusFile(str(given), given)
+        return
+    name = "<stdin>" if str(given) == "-" else str(given)
+    with contextlib.ExitStack() as stack:
+        if str(given) == "-":
+            source = sys.stdin.buffer
+        else:
+            try:
+                source = stack.enter_context(open(given, "rb"))
+            except OSError as exc:
+                raise CorpusError(f"{name}: {exc.strerror or exc}") from None
+        fd, spool = tempfile.mkstemp(prefix=".corpus.", suffix=".tmp", dir=spool_dir)
+        stack.callback(os.unlink, spool)
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as copy:
+            first = True
+            for block in iter(lambda: source.read(1 << 16), b""):
+                if first:  # refuse /dev/zero or a compressed stream before copying it
+                    sniff_binary(block[:4096], name)
+                    first = False
+                digest.update(block)
+                copy.write(block)
+        yield CorpusFile(name, Path(spool), digest.hexdigest())
+
+
+def _lines(corpus: CorpusFile, encoding: str) -> Iterator[tuple[int, str]]:
+    with open(corpus.path, "rb") as handle:
+        yield from read_lines(handle, corpus.name, encoding, hint=_ENCODING_HINT, corpus=True)
+
+
+def detect_format(path: Path, target_path: Path | None, name: str | None = None) -> str:
+    name = name or str(path)
     if target_path is not None:
         return "aligned"
-    if path.suffix.lower() == ".csv":
+    if Path(name).suffix.lower() == ".csv":
         return "csv"
-    if path.suffix.lower() in (".tsv", ".tab"):
+    if Path(name).suffix.lower() in (".tsv", ".tab"):
         return "tsv"
     with open(path, "rb") as handle:
         head = handle.read(65536)
+    sniff_binary(head[:4096], name)
     if not head.strip():
         return "tsv"  # empty: reading it then says so
     first = head.split(b"\n", 1)[0]
@@ -138,12 +272,12 @@ def detect_format(path: Path, target_path: Path | None) -> str:
     if b"," in first:
         return "csv"
     raise CorpusError(
-        f"{path}: cannot tell the format (no tab found); pass --format tsv|csv, "
+        f"{name}: cannot tell the format (no tab found); pass --format tsv|csv, "
         "or give a second file for aligned plain-text files"
     )
 
 
-def _column_index(column: str | int | None, default: int, header: list[str] | None, path: Path) -> int:
+def _column_index(column: str | int | None, default: int, header: list[str] | None, path: Any) -> int:
     """A 0-based index from a 1-based number or a header name."""
     if column is None:
         return default
@@ -176,17 +310,18 @@ class _BadLines:
             self.warn(f"warning: {message}; skipped")
 
 
-def _read_tsv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pair]:
-    src = _column_index(config.source_column, 0, None, path)
-    tgt = _column_index(config.target_column, 1, None, path)
+def _read_tsv(corpus: CorpusFile, config: PrepareConfig, bad: _BadLines) -> Iterator[Pair]:
+    name = corpus.name
+    src = _column_index(config.source_column, 0, None, name)
+    tgt = _column_index(config.target_column, 1, None, name)
     need = max(src, tgt) + 1
     # With the default columns the file is taken for an anki file: source, target, attribution.
     most = 3 if config.source_column is None and config.target_column is None else None
-    for number, line in _lines(path, config.encoding):
+    for number, line in _lines(corpus, config.encoding):
         if not line.strip():
             continue
         fields = line.split("\t")
-        where = f"{path}:{number}"
+        where = f"{name}:{number}"
         if len(fields) < need:
             bad(f"{where}: expected at least {need} tab-separated columns, found {len(fields)}")
             continue
@@ -199,24 +334,62 @@ def _read_tsv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pai
         yield Pair(fields[src], fields[tgt], where)
 
 
-def _read_csv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pair]:
-    with open(path, "rb") as handle:
-        # Decoded line by line, ends kept for quoted multi-line fields, so that errors name the line.
-        numbered = read_lines(
-            handle, str(path), config.encoding, keep_ends=True, hint=_ENCODING_HINT, corpus=True
+class _CsvRecords:
+    """Feeds decoded lines to ``csv.reader`` and watches each record: one whose quotes are left open
+    across lines, or that runs over :data:`MAX_CSV_RECORD_LINES` lines, is an error naming the line
+    where it began (a quote left open would otherwise swallow the rest of the file into one field)."""
+
+    def __init__(self, lines: Iterator[tuple[int, str]], name: str):
+        self.lines = lines
+        self.name = name
+        self.start = 1  # the line the current record began on
+        self.spanned = 0
+        self.quotes = 0
+
+    def next_record(self) -> None:
+        self.spanned = 0
+        self.quotes = 0
+
+    def _unclosed(self, lines: int) -> CorpusError:
+        return CorpusError(
+            f"{self.name}:{self.start}: a quoted field opened on this line is not closed "
+            f'({lines} lines read into it); add the missing closing quote (")'
         )
-        lines = (text for _, text in numbered)
-        reader = csv.reader(lines)
+
+    def __iter__(self) -> Iterator[str]:
+        for number, text in self.lines:
+            if self.spanned == 0:
+                self.start = number
+            self.spanned += 1
+            self.quotes += text.count('"')
+            if self.spanned > MAX_CSV_RECORD_LINES:
+                raise self._unclosed(self.spanned)
+            yield text
+        if self.spanned > 1 and self.quotes % 2:
+            raise self._unclosed(self.spanned)
+
+
+def _read_csv(corpus: CorpusFile, config: PrepareConfig, bad: _BadLines) -> Iterator[Pair]:
+    name = corpus.name
+    with open(corpus.path, "rb") as handle:
+        # Decoded line by line, ends kept for quoted multi-line fields, so that errors name the line.
+        numbered = read_lines(handle, name, config.encoding, keep_ends=True, hint=_ENCODING_HINT, corpus=True)
+        records = _CsvRecords(numbered, name)
+        reader = csv.reader(iter(records))
         csv.field_size_limit(2**31 - 1)  # long fields are filtered as too long, not fatal
         try:
             header = next(reader, None)
             if header is None:
                 return
-            src = _column_index(config.source_column, 0, header, path)
-            tgt = _column_index(config.target_column, 1, header, path)
+            src = _column_index(config.source_column, 0, header, name)
+            tgt = _column_index(config.target_column, 1, header, name)
             need = max(src, tgt) + 1
-            for row in reader:
-                where = f"{path}:{reader.line_num}"
+            while True:
+                records.next_record()
+                row = next(reader, None)
+                if row is None:
+                    return
+                where = f"{name}:{reader.line_num}"
                 if not any(field.strip() for field in row):
                     continue
                 if len(row) < need:
@@ -224,23 +397,42 @@ def _read_csv(path: Path, config: PrepareConfig, bad: _BadLines) -> Iterator[Pai
                     continue
                 yield Pair(row[src], row[tgt], where)
         except csv.Error as exc:
-            raise CorpusError(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
+            raise CorpusError(f"{name}:{reader.line_num}: malformed CSV ({exc})") from None
 
 
-def _read_aligned(path: Path, target_path: Path, config: PrepareConfig) -> Iterator[Pair]:
-    sources = _lines(path, config.encoding)
-    targets = _lines(target_path, config.encoding)
+def _read_aligned(source: CorpusFile, target: CorpusFile, config: PrepareConfig) -> Iterator[Pair]:
+    sources = _lines(source, config.encoding)
+    targets = _lines(target, config.encoding)
     while True:
         s = next(sources, None)
         t = next(targets, None)
         if s is None and t is None:
             return
         if s is None or t is None:
-            shorter, longer = (path, target_path) if s is None else (target_path, path)
+            shorter, longer = (source.name, target.name) if s is None else (target.name, source.name)
             raise CorpusError(
                 f"{shorter} has fewer lines than {longer}; aligned files must have one line per pair"
             )
-        yield Pair(s[1], t[1], f"{path}:{s[0]}")
+        yield Pair(s[1], t[1], f"{source.name}:{s[0]}")
+
+
+def _check_two_files(path: Path, target_path: Path | None, fmt: str) -> None:
+    """A second file belongs to aligned files only, and must be another file."""
+    if target_path is None:
+        return
+    if fmt in ("tsv", "csv"):
+        raise CorpusError(
+            f"{target_path}: --format {fmt} reads one file; a second file is only for aligned "
+            "plain-text files (--format aligned)"
+        )
+    with contextlib.suppress(OSError):
+        if str(path) != "-" and str(target_path) != "-" and os.path.samefile(path, target_path):
+            raise CorpusError(
+                f"{target_path}: the same file as the source {path}; aligned files are two files, "
+                "line i of one translating line i of the other"
+            )
+    if str(path) == "-" and str(target_path) == "-":
+        raise CorpusError("stdin (-) can be only one of the two aligned files")
 
 
 def read_pairs(
@@ -252,21 +444,46 @@ def read_pairs(
 ) -> Iterator[Pair]:
     """Yield raw (not yet normalised) pairs from a corpus in the configured or detected format.
 
+    ``path`` may be ``-`` (stdin) or a pipe (read once, see :func:`open_corpus`).
     ``config.reverse`` swaps the two sides; ``config.limit`` stops after that many pairs.
     """
     config = config or PrepareConfig()
-    path = check_readable(Path(path))
-    target = check_readable(Path(target_path)) if target_path is not None else None
-    fmt = config.format if config.format != "auto" else detect_format(path, target)
-    bad = bad_lines or _BadLines(config.on_bad_line, warn)
+    with contextlib.ExitStack() as stack:
+        source, target = _open_corpora(stack, Path(path), target_path, config, None)
+        yield from _pairs(source, target, config, bad_lines or _BadLines(config.on_bad_line, warn))
+
+
+def _open_corpora(
+    stack: contextlib.ExitStack,
+    path: Path,
+    target_path: str | os.PathLike | None,
+    config: PrepareConfig,
+    spool_dir: Path | None,
+) -> tuple[CorpusFile, CorpusFile | None]:
+    target_given = Path(target_path) if target_path is not None else None
+    check_readable(path)
+    if target_given is not None:
+        check_readable(target_given)
+    _check_two_files(path, target_given, config.format)
+    source = stack.enter_context(open_corpus(path, spool_dir=spool_dir))
+    target = stack.enter_context(open_corpus(target_given, spool_dir=spool_dir)) if target_given else None
+    return source, target
+
+
+def _pairs(
+    source: CorpusFile, target: CorpusFile | None, config: PrepareConfig, bad: _BadLines
+) -> Iterator[Pair]:
+    fmt = config.format
+    if fmt == "auto":
+        fmt = detect_format(source.path, target.path if target else None, source.name)
     if fmt == "aligned":
         if target is None:
             raise CorpusError("--format aligned needs two files: SOURCE_FILE TARGET_FILE")
-        pairs = _read_aligned(path, target, config)
+        pairs = _read_aligned(source, target, config)
     elif fmt == "csv":
-        pairs = _read_csv(path, config, bad)
+        pairs = _read_csv(source, config, bad)
     else:
-        pairs = _read_tsv(path, config, bad)
+        pairs = _read_tsv(source, config, bad)
     for count, pair in enumerate(pairs, 1):
         yield Pair(pair.target, pair.source, pair.where) if config.reverse else pair
         if config.limit is not None and count >= config.limit:
@@ -353,13 +570,26 @@ def prepare(
     config = config or PrepareConfig()
     corpus = Path(corpus)
     output_dir = Path(output_dir)
-    check_replaceable(output_dir, "manifest.json", "prepared data", DataError)
+    for given in (corpus, Path(target_path) if target_path is not None else None):
+        if (
+            given is not None
+            and str(given) != "-"
+            and given.exists()
+            and Path(os.path.realpath(given)).is_relative_to(os.path.realpath(output_dir))
+        ):
+            raise DataError(
+                f"{given}: lies inside {output_dir}, which preparing replaces; move the corpus out "
+                "of that folder or choose another --output"
+            )
+    ensure_folder(output_dir.parent, DataError)
+    check_replaceable(output_dir, "manifest.json", "prepared data", DataError, known=DATA_FILES)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir.parent, output_dir.name)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
     try:
         manifest = _prepare_into(tmp_dir, corpus, config, target_path, warn)
         make_private_dir_public(tmp_dir)
-        replace_dir(tmp_dir, output_dir)
+        replace_dir(tmp_dir, output_dir, known=DATA_FILES)
     except OSError as exc:
         if exc.filename and Path(exc.filename).is_relative_to(corpus):
             raise
@@ -372,7 +602,16 @@ def prepare(
 
 
 def _prepare_into(
-    out: Path, corpus: Path, config: PrepareConfig, target_path: str | os.PathLike | None, warn: Any
+    out: Path, corpus_path: Path, config: PrepareConfig, target_path: str | os.PathLike | None, warn: Any
+) -> dict[str, Any]:
+    with contextlib.ExitStack() as stack:
+        # A pipe or stdin is copied into the temporary folder once, hashed on the way.
+        corpus, target = _open_corpora(stack, corpus_path, target_path, config, out)
+        return _prepare_from(out, corpus, target, config, warn)
+
+
+def _prepare_from(
+    out: Path, corpus: CorpusFile, target_file: CorpusFile | None, config: PrepareConfig, warn: Any
 ) -> dict[str, Any]:
     word_tokenizer = make_tokenizer("word")
     bad = _BadLines(config.on_bad_line, warn)
@@ -382,7 +621,7 @@ def _prepare_into(
     pair_digests, source_digests = array("Q"), array("Q")
     read = 0
     with open(out / "kept.tsv", "w", encoding="utf-8", newline="\n") as kept:
-        for pair in read_pairs(corpus, config, target_path, bad_lines=bad):
+        for pair in _pairs(corpus, target_file, config, bad):
             read += 1
             source = normalize(pair.source, config.lowercase)
             target = normalize(pair.target, config.lowercase)
@@ -395,7 +634,7 @@ def _prepare_into(
             source_digests.append(text_digest(source))
     dropped["malformed"] = bad.count
     if read == 0 and bad.count == 0:
-        raise CorpusError(f"{corpus}: the corpus is empty")
+        raise CorpusError(f"{corpus.name}: the corpus is empty")
 
     # Duplicates and the split, from the digests alone.
     keep = np.ones(len(pair_digests), bool)
@@ -405,7 +644,7 @@ def _prepare_into(
         dropped["duplicate"] = int(len(keep) - keep.sum())
     if not keep.any():
         raise CorpusError(
-            f"{corpus}: no pairs left after filtering ({_describe_drops(dropped)}); "
+            f"{corpus.name}: no pairs left after filtering ({_describe_drops(dropped)}); "
             "check the column options and --max-words/--max-chars"
         )
     sources = np.frombuffer(source_digests, np.uint64)[keep]
@@ -450,10 +689,10 @@ def _prepare_into(
         "nmtcli_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "corpus": {
-            "path": str(corpus.resolve()),
-            "sha256": sha256_file(corpus),
-            "target_path": str(Path(target_path).resolve()) if target_path else None,
-            "target_sha256": sha256_file(Path(target_path)) if target_path else None,
+            "path": corpus.recorded_path(),
+            "sha256": corpus.sha256(),
+            "target_path": target_file.recorded_path() if target_file else None,
+            "target_sha256": target_file.sha256() if target_file else None,
         },
         "settings": config.to_dict(),
         "counts": {
@@ -503,6 +742,19 @@ def _describe_drops(dropped: dict[str, int]) -> str:
 # The prepared data folder
 
 
+_SIDES_INT = {"source": Required(int), "target": Required(int)}
+# What the code reads of a manifest; other keys may be there.
+MANIFEST_SCHEMA = {
+    "format_version": Required(int),
+    "settings": Required(dict),
+    "counts": Required({"train": Required(int), "valid": int, "test": int, "read": int, "kept": int}),
+    "vocab_size": Required({level: Required(_SIDES_INT) for level in LEVELS}),
+    "max_length": Required({level: Required(_SIDES_INT) for level in LEVELS}),
+    "corpus": {"path": (str, None), "sha256": (str, None)},
+    "dropped": DictOf(int),
+}
+
+
 class PreparedData:
     """A folder written by :func:`prepare`: split files, vocabularies and ``manifest.json``."""
 
@@ -515,18 +767,21 @@ class PreparedData:
         path = Path(path)
         if not (path / "manifest.json").is_file():
             raise DataError(f"{path}: no prepared data here; run `nmt prepare CORPUS` first (or pass --data)")
+        file = path / "manifest.json"
         try:
-            manifest = read_json(path / "manifest.json")
-        except (OSError, ValueError) as exc:
-            raise DataError(
-                f"{path / 'manifest.json'}: unreadable ({exc}); run `nmt prepare` again"
-            ) from None
-        version = manifest.get("format_version") if isinstance(manifest, dict) else None
+            manifest = read_json_file(file, {"format_version": Any}, error=DataError)
+        except (DataError, OSError) as exc:
+            detail = str(exc).removeprefix(f"{file}: ")
+            raise DataError(f"{file}: unreadable ({detail}); run `nmt prepare` again") from None
+        version = manifest.get("format_version")
         if version != DATA_FORMAT_VERSION:
             raise DataError(
                 f"{path}: prepared with data format {version!r}, this nmtcli reads "
                 f"{DATA_FORMAT_VERSION}; run `nmt prepare` again"
             )
+        problem = schema_problem(manifest, MANIFEST_SCHEMA)
+        if problem is not None:
+            raise DataError(f"{file}: unexpected content: {problem}; run `nmt prepare` again")
         expected = [f"{split}.tsv" for split in SPLITS] + [
             f"vocab/{side}.{level}.txt" for side in SIDES for level in LEVELS
         ]
@@ -534,6 +789,11 @@ class PreparedData:
         if missing:
             raise DataError(
                 f"{path}: incomplete prepared data, missing {', '.join(missing)}; run `nmt prepare` again"
+            )
+        if manifest["counts"]["train"] > 0 and (path / "train.tsv").stat().st_size == 0:
+            raise DataError(
+                f"{path / 'train.tsv'}: empty, but the manifest counts {manifest['counts']['train']} "
+                "training pairs; run `nmt prepare` again"
             )
         return cls(path, manifest)
 
@@ -543,14 +803,24 @@ class PreparedData:
     def iter_pairs(self, split: str) -> Iterator[tuple[str, str]]:
         """The ``(source, target)`` pairs of ``split``, read one line at a time."""
         file = self.path / f"{split}.tsv"
-        with open(file, encoding="utf-8", newline="\n") as handle:
-            for number, line in enumerate(handle, 1):
-                fields = line.rstrip("\n").split("\t")
-                if len(fields) != 2:
-                    raise DataError(
-                        f"{file}:{number}: expected 2 tab-separated fields; run `nmt prepare` again"
-                    )
-                yield fields[0], fields[1]
+        again = "run `nmt prepare` again"
+        try:
+            handle = open_regular_file(file, DataError)
+        except OSError as exc:
+            raise DataError(f"{file}: {exc.strerror or exc}; {again}") from None
+        with handle:
+            try:
+                for number, raw in enumerate(bounded_lines(handle, str(file)), 1):
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise DataError(f"{file}:{number}: not valid UTF-8; {again}") from None
+                    fields = line.rstrip("\n").split("\t")
+                    if len(fields) != 2:
+                        raise DataError(f"{file}:{number}: expected 2 tab-separated fields; {again}")
+                    yield fields[0], fields[1]
+            except CorpusError as exc:
+                raise DataError(f"{exc}; {again}") from None
 
     def vectorizer(self, side: str, level: str) -> Vectorizer:
         return Vectorizer.load(level, self.path / "vocab" / f"{side}.{level}.txt")

@@ -68,8 +68,13 @@ class EvaluationResult:
 def token_cross_entropy(
     translator: Translator, pairs: Sequence[tuple[str, str]], batch_size: int = 64
 ) -> float | None:
-    """Mean cross-entropy per target token (nats), exactly: summed over tokens, then divided."""
-    encoded = EncodedPairs(pairs, translator.source, translator.target)
+    """Mean cross-entropy per target token (nats), exactly: summed over tokens, then divided.
+
+    Pairs whose source encodes to no token at all (a blank line) are left out: the model has nothing
+    to condition on, and a batch of only such sources has no time steps to run."""
+    encoded = EncodedPairs(
+        ((s, r) for s, r in pairs if translator.source.encode(s)), translator.source, translator.target
+    )
     if len(encoded) == 0:
         return None
     model = translator.model

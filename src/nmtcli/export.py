@@ -51,7 +51,13 @@ import tensorflow as tf
 from . import __version__
 from .decoding import default_max_length, greedy_decode
 from .errors import ModelError
-from .files import atomic_write_json, check_replaceable, make_private_dir_public, replace_dir
+from .files import (
+    atomic_write_json,
+    check_replaceable,
+    make_private_dir_public,
+    remove_stale_temporaries,
+    replace_dir,
+)
 from .run_folder import RunFolder
 from .translator import Translator
 from .vectorizers import END_ID, JOINER, PAD_ID, START_ID, UNK_ID
@@ -60,6 +66,8 @@ SIGNATURE = "serving_default"
 INPUT_NAME = "sentences"
 OUTPUT_NAME = "translations"
 EXPORT_INFO = "nmt-export.json"
+# What an export folder holds, for folders written before nmt listed its files (files.WRITTEN_LIST).
+EXPORT_FILES = ("saved_model.pb", "fingerprint.pb", "variables/*", "assets/*", EXPORT_INFO)
 # Translator.translate's default batch size: batches of the same sentences give the same numbers.
 BATCH_SIZE = 64
 # Marks piece boundaries while tokenising; a control character, so normalised text never holds it.
@@ -296,10 +304,11 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike) -> ExportResul
     unless the whole export succeeds; an existing folder is replaced only if it is empty or an export.
     """
     run_dir, output = Path(run_dir), Path(output)
-    check_replaceable(output, EXPORT_INFO, "an nmt export", ModelError)
+    check_replaceable(output, EXPORT_INFO, "an nmt export", ModelError, known=EXPORT_FILES)
     translator = Translator.load(run_dir)
     module = ExportedTranslator(translator)
     output.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output.parent, output.name)  # left by a killed export
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
     result = ExportResult(
         output, run_dir, translator.config.arch, translator.config.level, module.text.lowercase
@@ -320,7 +329,7 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike) -> ExportResul
             },
         )
         make_private_dir_public(tmp_dir)
-        replace_dir(tmp_dir, output)
+        replace_dir(tmp_dir, output, known=EXPORT_FILES)
     except OSError as exc:
         raise ModelError(
             f"{output}: cannot write the export ({exc.strerror or exc}); nothing was changed"

@@ -20,6 +20,7 @@ from typing import Any
 from . import __version__
 from .errors import ConfigError, ModelError, NmtError
 from .files import atomic_path
+from .model_files import read_weights, weights_budget
 from .run_folder import MODEL, RunFolder
 
 ARCHITECTURE_NAMES = {
@@ -45,8 +46,8 @@ def count_parameters(model_path: Path) -> int | None:
     import h5py  # a Keras dependency; reads the weights file's table of contents
 
     try:
-        with zipfile.ZipFile(model_path) as archive:
-            weights = archive.read("model.weights.h5")
+        budget = weights_budget(RunFolder(model_path.parent).model_settings())
+        weights = read_weights(model_path, budget)  # bounded inflation
         total = 0
         with h5py.File(io.BytesIO(weights), "r") as h5:
 

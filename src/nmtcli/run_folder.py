@@ -44,8 +44,25 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks, runs are n
 from . import __version__
 from .config import ModelConfig, TrainConfig
 from .errors import ConfigError, ModelError
-from .files import atomic_path, atomic_write_json, atomic_write_text, read_json, sha256_file
+from .files import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    open_lock_file,
+    read_json,
+    read_json_file,
+    resolve_path,
+    sha256_file,
+)
 from .history import FIELDS, OLD_NAMES, History, rename_old_columns
+from .model_files import (
+    CHECKSUMS_SCHEMA,
+    DATA_MANIFEST_SCHEMA,
+    EVALUATION_SCHEMA,
+    RUN_CONFIG_SCHEMA,
+    STATE_SCHEMA,
+    check_keras_archive,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -76,6 +93,14 @@ OPTIONAL_CHECKED_FILES = tuple(SUBWORD_MODELS.values())
 # means the history is damaged. Other columns are kept when they hold numbers, skipped when text.
 NUMERIC_COLUMNS = (*FIELDS, *OLD_NAMES)
 MAX_JSON_BYTES = 16 * 2**20
+# The shape each JSON file must have when read (see files.read_json_file; model_files defines them).
+JSON_SCHEMAS = {
+    CONFIG: RUN_CONFIG_SCHEMA,
+    CHECKSUMS: CHECKSUMS_SCHEMA,
+    MANIFEST: DATA_MANIFEST_SCHEMA,
+    STATE: STATE_SCHEMA,
+    EVALUATION: EVALUATION_SCHEMA,
+}
 
 
 @dataclass(frozen=True)
@@ -103,7 +128,8 @@ class RunLock:
 
     def acquire(self) -> bool:
         """Take the lock if it is free; False if another process holds it."""
-        handle = open(self.path, "a")  # noqa: SIM115 - kept open while the lock is held
+        # Never through a symlink, never waiting on a FIFO: a copied folder's .lock may be either.
+        handle = open_lock_file(self.path, ModelError)
         if fcntl is not None:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -153,13 +179,12 @@ class RunFolder:
     # JSON files
 
     def _read_small_json(self, name: str) -> Any:
-        """A JSON file of the folder, refused if it lies outside it, is not a regular file or is huge."""
+        """A JSON file of the folder, refused if it lies outside it, is not a regular file, is huge,
+        nested too deeply or not of its expected shape (``JSON_SCHEMAS``)."""
         path = self.path / name
-        if not path.resolve().is_relative_to(self.path.resolve()):
+        if not resolve_path(path, ModelError).is_relative_to(self.path.resolve()):
             raise ModelError(f"{path}: points outside the model folder; refusing to read it")
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise ModelError(f"{path}: too large for a {name}")
-        return read_json(path)
+        return read_json_file(path, JSON_SCHEMAS.get(name, Any), max_bytes=MAX_JSON_BYTES, error=ModelError)
 
     def _read_json_or_error(self, name: str) -> Any:
         try:
@@ -219,6 +244,15 @@ class RunFolder:
             )
         except (KeyError, TypeError, ConfigError) as exc:
             raise ModelError(f"{self.path / CONFIG}: invalid model configuration ({exc})") from None
+
+    def model_settings(self) -> dict[str, Any] | None:
+        """The ``model`` part of ``config.json`` to check ``model.keras`` against; None if unreadable
+        (the checks that need it are then skipped; reading the config reports the problem)."""
+        try:
+            model = self.raw_config().get("model")
+        except (OSError, ModelError):
+            return None
+        return model if isinstance(model, dict) else None
 
     def has_settings(self, settings: dict[str, Any]) -> bool:
         """Whether ``config.json`` holds exactly ``settings`` (see :meth:`settings_of`); False if not
@@ -327,7 +361,7 @@ class RunFolder:
 
     def verify(self) -> None:
         """Every file a translator reads lies inside the folder and matches ``checksums.json``."""
-        root = self.path.resolve()
+        root = resolve_path(self.path, ModelError)
         if not (self.path / MODEL).exists():
             raise ModelError(f"{self.path}: no model.keras; training may not have finished an epoch yet")
         checksums = self.path / CHECKSUMS
@@ -347,7 +381,7 @@ class RunFolder:
         ]
         for name in [*CHECKED_FILES, *optional]:
             path = self.path / name
-            if not path.resolve().is_relative_to(root):
+            if not resolve_path(path, ModelError).is_relative_to(root):
                 raise ModelError(f"{path}: points outside the model folder; refusing to read it")
             if not path.is_file():
                 raise ModelError(f"{path}: missing from the model folder")
@@ -367,6 +401,8 @@ class RunFolder:
         path = self.path / MODEL
         if not path.is_file():
             raise ModelError(f"{self.path}: no model.keras; training may not have finished an epoch yet")
+        # Before Keras extracts or builds anything: members, sizes and architecture match config.json.
+        check_keras_archive(path, self.model_settings())
         try:
             model = keras.saving.load_model(path, compile=False, safe_mode=True)
         except Exception as exc:  # Keras raises many types for damaged or foreign files
@@ -420,8 +456,8 @@ class RunFolder:
     def _state(self) -> str:
         """What ``state.json`` says: ``running``, ``complete``, or ``unknown``."""
         try:
-            return str(read_json(self.path / STATE).get("status", "unknown"))
-        except (OSError, ValueError, AttributeError):
+            return str(self._read_small_json(STATE).get("status", "unknown"))
+        except (OSError, ValueError, ModelError):
             return "unknown"
 
     def mark_running(self) -> None:
@@ -479,9 +515,10 @@ class RunFolder:
         records: Any = {}
         if path.exists():
             try:
-                records = read_json(path)
-            except (OSError, ValueError) as exc:
-                raise ModelError(f"{path}: unreadable ({exc}); left as it is") from None
+                records = self._read_small_json(EVALUATION)
+            except (OSError, ModelError) as exc:
+                detail = str(exc).removeprefix(f"{path}: ")
+                raise ModelError(f"{path}: unreadable ({detail}); left as it is") from None
             if not isinstance(records, dict):
                 raise ModelError(f"{path}: not an nmtcli evaluation record; left as it is")
         records[key] = record

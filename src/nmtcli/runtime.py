@@ -1,7 +1,8 @@
 """Importing TensorFlow without the C++ start-up chatter on stderr.
 
 TensorFlow prints notices (oneDNN, missing CUDA drivers) from C++ before its logging is set up, so no
-environment variable silences them. The command line imports TensorFlow through :func:`quiet_import`,
+environment variable silences them. The command line, and ``nmtcli``'s lazy attributes for library
+users (``nmtcli.train``, ``nmtcli.Translator``...), import TensorFlow through :func:`quiet_import`,
 which sends file descriptor 2 to /dev/null for the duration of the import and device discovery.
 Set ``NMT_DEBUG=1`` to see everything.
 """

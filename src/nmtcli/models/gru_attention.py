@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from .additive_score import ChunkedAdditiveAttention
 from .base import Seq2Seq
 from .fast_rnn import run_bidirectional_gru, run_gru
 
@@ -27,7 +28,8 @@ class AdditiveAttention(keras.layers.Layer):
         self.supports_masking = True  # the query's padding mask passes through to the output
         self.query_projection = keras.layers.Dense(units, use_bias=False, name="query_projection")
         self.key_projection = keras.layers.Dense(units, use_bias=False, name="key_projection")
-        self.score = keras.layers.AdditiveAttention(use_scale=True, name="score")
+        # Keras's AdditiveAttention, computed without a [B, T, S, units] tensor (same weights).
+        self.score = ChunkedAdditiveAttention(use_scale=True, name="score")
 
     def project_keys(self, values):
         """``values [B, S, D] -> keys [B, S, units]``."""

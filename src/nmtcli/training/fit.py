@@ -23,6 +23,8 @@ from ..corpus import PreparedData
 from ..distribution import make_strategy, read_cluster
 from ..errors import ConfigError
 from ..files import read_json
+from ..interrupts import watch
+from ..logs import epoch_logger, logger, shows_epochs
 from ..models import bf16, build_model
 from ..pipeline import EncodedPairs, bucket_boundaries, count_batches, make_dataset
 from ..run_folder import RunFolder
@@ -91,7 +93,7 @@ def train(
     run_dir: str | os.PathLike | None = None,
     resume: bool | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
-    log: Callable[[str], None] = lambda message: None,
+    log: Callable[[str], None] | None = None,
     run_callbacks: Callable[[Path], list[keras.callbacks.Callback]] | None = None,
     translator_factory: TranslatorFactory | None = None,
 ) -> TrainResult:
@@ -101,11 +103,12 @@ def train(
     new run; True resumes the newest interrupted run (its own settings win; an error if there is
     none); False always starts a new run. A run being trained is locked, so concurrent commands in
     one workspace never share a folder. ``callbacks`` are extra Keras callbacks (progress display);
-    ``log`` receives one-line notices (which run folder, resumed or not). ``run_callbacks(run_dir)``
-    makes more callbacks once the run folder is chosen (TensorBoard logs, experiment tracking).
-    ``translator_factory`` (``nmtcli.Translator`` fits) decodes the validation sample scored by BLEU
-    after every epoch (``bleu_sample``); without one no BLEU is measured, and stopping early on
-    BLEU is refused.
+    ``log`` receives one-line notices (which run folder, resumed or not) [default: INFO records on
+    the ``nmtcli`` logger, and one per epoch unless a callback shows epochs: see ``nmtcli.logs``].
+    ``run_callbacks(run_dir)`` makes more callbacks once the run folder is chosen (TensorBoard logs,
+    experiment tracking). ``translator_factory`` (``nmtcli.Translator`` fits) decodes the validation
+    sample scored by BLEU after every epoch (``bleu_sample``); without one no BLEU is measured, and
+    stopping early on BLEU is refused.
     """
     if train_config.early_stopping_metric == "bleu" and translator_factory is None:
         raise ConfigError(
@@ -113,6 +116,8 @@ def train(
             "pass translator_factory=nmtcli.Translator",
             field="early_stopping_metric",
         )
+    log = log or logger.info
+    callbacks = [*(callbacks or []), *([] if shows_epochs(callbacks or []) else [epoch_logger()])]
     workspace = workspace or Workspace()
     data_dir = Path(data_dir) if data_dir else workspace.data_dir
     data = PreparedData.load(data_dir)
@@ -158,6 +163,7 @@ def train(
             run.write_config(model_config, train_config, data_dir)
             run.copy_data_files(data_dir, level)
         run.mark_running()
+        watch(run.path)  # temporaries removed if a signal ends the process mid-save
         extra = [*(callbacks or []), *(run_callbacks(run.path) if run_callbacks else [])]
         fit = _Fit(run, data, model_config, train_config, strategy, translator_factory)
         result = fit.run(resuming, extra, log)
