@@ -145,7 +145,6 @@ from nmtcli.files import (  # noqa: E402
     DictOf,
     Required,
     UnsafeFileError,
-    check_output,
     check_replaceable,
     read_json_file,
     read_latest,
@@ -186,6 +185,8 @@ def test_a_fifo_is_written_to_not_replaced(tmp_path: Path) -> None:
 
 
 def test_check_output_refuses_inputs_and_model_or_data_folders(tmp_path: Path) -> None:
+    from nmtcli.workspace import check_output
+
     source = tmp_path / "in.txt"
     source.write_text("x", encoding="utf-8")
     with pytest.raises(NmtError, match="is also the command's input"):

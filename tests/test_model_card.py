@@ -135,7 +135,7 @@ def test_info_errors_are_one_line(tmp_path, run_copy) -> None:
     )
     assert_one_error(nmt("info", run_copy), "config.json", "invalid model configuration")
     (run_copy / "config.json").write_text("{", encoding="utf-8")
-    assert_one_error(nmt("info", run_copy), "config.json: unreadable")
+    assert_one_error(nmt("info", run_copy), "config.json: not valid JSON")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -918,11 +918,10 @@ def test_a_deep_or_misshapen_data_manifest_is_one_line(tmp_path, tiny_data) -> N
 
 
 def test_run_files_that_are_fifos_never_block(model_copy) -> None:
-    from nmtcli.workspace import run_status
-
     (model_copy / "state.json").unlink()
     os.mkfifo(model_copy / "state.json")
-    assert finishes(lambda: run_status(model_copy), 30, unblock=model_copy / "state.json") == "unknown"
+    status = finishes(lambda: RunFolder(model_copy).status(), 30, unblock=model_copy / "state.json")
+    assert status == "unknown"
     result = finishes(lambda: nmt("info", model_copy, "--json"), 60, unblock=model_copy / "state.json")
     assert_ok(result)
     assert json.loads(result.stdout)["status"] == "unknown"
@@ -1027,11 +1026,11 @@ def test_a_model_file_with_extra_members_is_refused(model_copy, output) -> None:
 
 
 @pytest.mark.parametrize(("blank", "batch"), [(64, "64"), (1, "1")])
-def test_evaluate_with_a_batch_of_blank_source_lines(tmp_path, tiny_run, blank, batch) -> None:
+def test_evaluate_with_a_batch_of_blank_source_lines(tmp_path, model_copy, blank, batch) -> None:
     source = write(tmp_path / "s.txt", "\n" * blank + "red cat.\n")
     reference = write(tmp_path / "r.txt", "gato.\n" * blank + "gato rojo.\n")
     result = nmt(
-        "evaluate", "--model", tiny_run, "--source", source, "--reference", reference, "-b", batch, "--json"
+        "evaluate", "--model", model_copy, "--source", source, "--reference", reference, "-b", batch, "--json"
     )
     assert_ok(result)
     scores = json.loads(result.stdout)

@@ -710,7 +710,7 @@ def evaluate(
         raise ConfigError("--source and --reference go together")
     decoding = DecodingConfig(batch_size, max_length, beam_size, length_penalty, bf16_output)
     _check_mlflow_options(mlflow, mlflow_uri)
-    from .files import check_output
+    from .workspace import check_output
 
     check_output(output, [source, *(reference or [])])
 
@@ -865,7 +865,7 @@ def translate(
     from .config import DecodingConfig
     from .corpus import check_readable
     from .errors import ConfigError
-    from .files import check_output
+    from .workspace import check_output
 
     if sentences and input is not None:
         raise ConfigError("give sentences as arguments or with --input, not both")
@@ -927,7 +927,7 @@ def _attention_lines(sentences, input, output, attention: str) -> list[str]:
 
     if attention != "-":
         check_picture_path(attention)
-        from .files import check_output
+        from .workspace import check_output
 
         check_output(attention, [input, output], option="--attention")
     lines: list[str] = []
@@ -1075,8 +1075,8 @@ def plot(
         if run_dir.resolve() not in [r.resolve() for r in run_dirs]:
             run_dirs.append(run_dir)
     if output is not None:
-        from .files import check_output
         from .run_folder import RunFolder
+        from .workspace import check_output
 
         check_output(output, allowed=[RunFolder(run_dir).curves_path for run_dir in run_dirs])
     histories = read_histories(run_dirs)

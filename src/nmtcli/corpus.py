@@ -762,6 +762,11 @@ class PreparedData:
         self.path = path
         self.manifest = manifest
 
+    @staticmethod
+    def is_data_folder(path: Path) -> bool:
+        """Whether ``path`` holds prepared data (``manifest.json`` and ``train.tsv``)."""
+        return (path / "manifest.json").is_file() and (path / "train.tsv").is_file()
+
     @classmethod
     def load(cls, path: str | os.PathLike) -> PreparedData:
         path = Path(path)

@@ -27,7 +27,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -234,25 +234,18 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _model_or_data_folder(path: Path) -> Path | None:
-    """The nearest folder above ``path`` that is a model folder or a prepared data folder."""
-    for parent in path.parents:
-        if (parent / "checksums.json").is_file() and (parent / "config.json").is_file():
-            return parent
-        if (parent / "manifest.json").is_file() and (parent / "train.tsv").is_file():
-            return parent
-    return None
-
-
 def check_output(
     output: str | os.PathLike | None,
     inputs: Iterable[str | os.PathLike | None] = (),
     allowed: Iterable[str | os.PathLike] = (),
     option: str = "--output",
+    protected: Callable[[Path], tuple[str, Path] | None] | None = None,
 ) -> None:
     """Refuse an ``output`` that would destroy something: one of the command's ``inputs`` (the same
-    file, through any links), or a file inside a model folder or a prepared data folder (except the
-    ``allowed`` paths, which a command writes there by design). Devices, FIFOs and ``-`` are fine."""
+    file, through any links), or a file inside a folder that ``protected(path)`` names as
+    ``(kind, folder)`` (``workspace.check_output`` passes the one that knows model and prepared data
+    folders), except the ``allowed`` paths, which a command writes there by design. Devices, FIFOs
+    and ``-`` are fine."""
     if output is None or is_stdout(output):
         return
     output = Path(output)
@@ -271,9 +264,9 @@ def check_output(
             raise NmtError(f"{output}: is also the command's input {source}; choose another {option}")
     if any(target == Path(os.path.realpath(a)) for a in allowed):
         return
-    folder = _model_or_data_folder(target)
-    if folder is not None:
-        kind = "model folder" if (folder / "checksums.json").is_file() else "prepared data folder"
+    found = protected(target) if protected is not None else None
+    if found is not None:
+        kind, folder = found
         raise NmtError(f"{output}: lies inside the {kind} {folder}; choose another {option}")
 
 

@@ -22,6 +22,7 @@ from .errors import ModelError, NmtError
 from .files import DictOf, Required, json_depth
 
 KERAS_MEMBERS = ("metadata.json", "config.json", "model.weights.h5")
+KERAS_CONFIG_MEMBER = KERAS_MEMBERS[1]  # Keras's own description of the model inside the zip
 WEIGHTS_MEMBER = "model.weights.h5"
 MAX_JSON_MEMBER_BYTES = 16 * 2**20
 # Trained float32 weights hardly compress (about 1.1 times); zeros compress a thousandfold.
@@ -116,7 +117,7 @@ def check_keras_archive(
                 )
             if name.endswith(".json") and info.file_size > MAX_JSON_MEMBER_BYTES:
                 raise error(f"{path}: {name} is {info.file_size:,} bytes; too large for a model file")
-        inner = _read_member_json(archive, path, "config.json", error)
+        inner = _read_member_json(archive, path, KERAS_CONFIG_MEMBER, error)
         if model is None:
             return
         settings = _inner_settings(inner)

@@ -171,6 +171,10 @@ class RunFolder:
     def tensorboard_dir(self) -> Path:
         return self.path / TENSORBOARD
 
+    def is_model_folder(self) -> bool:
+        """Whether the folder holds a trained model's files (``config.json`` and ``checksums.json``)."""
+        return (self.path / CONFIG).is_file() and (self.path / CHECKSUMS).is_file()
+
     def is_run(self) -> bool:
         """Whether the folder has a ``config.json`` (a run, finished or not)."""
         return (self.path / CONFIG).is_file()

@@ -18,8 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import files
 from .errors import ConfigError, ModelError
-from .files import atomic_write_text
+from .files import atomic_write_text, read_latest
 from .run_folder import RunFolder, RunLock
 
 DEFAULT_WORKSPACE = "nmt-workspace"
@@ -61,11 +62,9 @@ class Workspace:
 
     def latest_run(self) -> Path:
         """The run named in ``runs/LATEST``, else the newest completed run."""
-        pointer = self.runs_dir / "LATEST"
-        if pointer.is_file():
-            candidate = self.runs_dir / pointer.read_text(encoding="utf-8").strip()
-            if candidate.name and RunFolder(candidate).has_model():
-                return candidate
+        name = read_latest(self.runs_dir / "LATEST")  # a plain name inside runs/, or None
+        if name is not None and RunFolder(self.runs_dir / name).has_model():
+            return self.runs_dir / name
         completed = [run for run in self.runs() if RunFolder(run).is_complete()]
         if not completed:
             raise ModelError(f"no trained model in {self.runs_dir}; run `nmt train` first (or pass --model)")
@@ -128,3 +127,26 @@ def resolve_model_dir(path: str | os.PathLike | None, workspace: Workspace) -> P
     raise ModelError(
         f"{path}: not an nmtcli model folder (no config.json); pass a run folder from `nmt train`"
     )
+
+
+def protected_folder(path: Path) -> tuple[str, Path] | None:
+    """``(kind, folder)`` for the nearest folder above ``path`` that holds a model (a run folder with
+    its checksums) or prepared data, whose files no command output may replace; else None."""
+    from .corpus import PreparedData
+
+    for parent in path.parents:
+        if RunFolder(parent).is_model_folder():
+            return "model folder", parent
+        if PreparedData.is_data_folder(parent):
+            return "prepared data folder", parent
+    return None
+
+
+def check_output(
+    output: str | os.PathLike | None,
+    inputs=(),
+    allowed=(),
+    option: str = "--output",
+) -> None:
+    """:func:`files.check_output` that also refuses files inside model and prepared data folders."""
+    files.check_output(output, inputs, allowed, option, protected=protected_folder)
