@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         },
     ),
     ("corpus", {"corpus"}),
-    ("vectorizers", {"vectorizers", "pipeline"}),
+    ("vectorizers", {"vectorizers", "subwords", "pipeline"}),
     ("models", {"models"}),
     ("run folder", {"run_folder", "model_files", "workspace"}),
     ("training", {"training", "distribution", "progress", "tracking"}),
@@ -53,6 +53,7 @@ LAYERS: list[tuple[str, set[str]]] = [
 # (importer, imported): why it is there, and whose it is to remove.
 KNOWN = {
     ("corpus", "vectorizers"): "corpus.prepare builds the vocabularies (reliability: corpus.py)",
+    ("corpus", "subwords"): "corpus.prepare trains the subword models (transformer: corpus.py)",
 }
 
 

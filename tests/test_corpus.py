@@ -451,6 +451,7 @@ def test_prepare_writes_the_data_folder(corpus: Path, tmp_path: Path) -> None:
             "test.tsv",
             "manifest.json",
             *(f"vocab/{side}.{level}.txt" for side in ("source", "target") for level in ("word", "char")),
+            *(f"vocab/{side}.subword.{ext}" for side in ("source", "target") for ext in ("txt", "model")),
         ]
     )
     assert json.loads((out / "manifest.json").read_text(encoding="utf-8")) == manifest

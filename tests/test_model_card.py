@@ -131,7 +131,7 @@ def test_info_errors_are_one_line(tmp_path, run_copy) -> None:
     (run_copy / "model.keras").write_bytes(b"not a zip file")
     assert_one_error(nmt("info", run_copy), "model.keras: cannot read the weights")
     (run_copy / "config.json").write_text(
-        '{"format_version": 1, "model": {"arch": "transformer"}}', encoding="utf-8"
+        '{"format_version": 1, "model": {"arch": "mamba"}}', encoding="utf-8"
     )
     assert_one_error(nmt("info", run_copy), "config.json", "invalid model configuration")
     (run_copy / "config.json").write_text("{", encoding="utf-8")

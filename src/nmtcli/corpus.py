@@ -50,6 +50,7 @@ from .files import (
     schema_problem,
     sha256_file,
 )
+from .subwords import prepare_subwords
 from .text import normalize
 from .vectorizers import UNK_ID, Vectorizer, Vocabulary, make_tokenizer
 
@@ -711,6 +712,10 @@ def _prepare_from(
             for level in LEVELS
         },
     }
+    subwords = prepare_subwords(out, config)  # vocab/{side}.subword.txt and .model
+    for key in ("vocab_size", "max_length", "unk_rate"):
+        manifest[key]["subword"] = subwords[key]
+    manifest["subword"] = subwords["subword"]
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
 

@@ -72,8 +72,14 @@ def weight_bytes_bounds(model: dict[str, Any]) -> tuple[int, int]:
     vt = int(model.get("target_vocab_size") or 0)
     e = int(model.get("embedding_dim") or 0)
     u = int(model.get("units") or 0)
-    lower = vs * e + vt * e + 3 * u * (e + u)
-    upper = vs * e + vt * e + 4 * (u + e + 1) * vt + 24 * (u + e + 2) * (2 * u) + 8 * u * u
+    # A transformer with shared embeddings has one matrix for both sides.
+    embeddings = (0 if model.get("shared_embeddings") is True else vs * e) + vt * e
+    lower = embeddings + 3 * u * (e + u)
+    upper = embeddings + 4 * (u + e + 1) * vt + 24 * (u + e + 2) * (2 * u) + 8 * u * u
+    if model.get("arch") == "transformer":
+        # Per encoder and decoder layer: 12 u^2 of attention, 4 u ff of feed-forward, biases and norms.
+        layers, ff = int(model.get("layers") or 0), int(model.get("ff_dim") or 0)
+        upper += layers * (12 * u * u + 4 * u * ff + 24 * u + 2 * ff)
     return 4 * lower, int(4 * upper * WEIGHTS_SLACK_RATIO) + WEIGHTS_SLACK_BYTES
 
 

@@ -7,6 +7,8 @@
       model.keras          best weights (no optimizer state), loads in Keras safe mode
       vocab/source.txt     source vocabulary (one token per line)
       vocab/target.txt     target vocabulary
+      vocab/source.model   subword level only: the SentencePiece models (see ``subwords``)
+      vocab/target.model
       data-manifest.json   the manifest of the prepared data it was trained on
       history.csv/.json    per epoch: cross-entropy, perplexity, objective, BLEU, learning rate, time
       checksums.json       SHA-256 of the files above that a translator reads; checked at load
@@ -71,6 +73,7 @@ MODEL_FORMAT_VERSION = 1
 CONFIG = "config.json"
 MODEL = "model.keras"
 VOCABULARIES = {"source": "vocab/source.txt", "target": "vocab/target.txt"}
+SUBWORD_MODELS = {"source": "vocab/source.model", "target": "vocab/target.model"}
 MANIFEST = "data-manifest.json"
 CHECKSUMS = "checksums.json"
 HISTORY_JSON = "history.json"
@@ -85,6 +88,8 @@ EXPORT = "export"  # where `nmt export` writes unless told, beside model.keras
 TENSORBOARD = "tensorboard"
 # What a translator reads; all but the model are written once, before training starts.
 CHECKED_FILES = (CONFIG, VOCABULARIES["source"], VOCABULARIES["target"], MANIFEST, MODEL)
+# Read, and so checked, where present: the subword level's SentencePiece models.
+OPTIONAL_CHECKED_FILES = tuple(SUBWORD_MODELS.values())
 # Columns `nmt train` writes (and wrote, by their old names); a value in them that is not a number
 # means the history is damaged. Other columns are kept when they hold numbers, skipped when text.
 NUMERIC_COLUMNS = (*FIELDS, *OLD_NAMES)
@@ -282,20 +287,30 @@ class RunFolder:
     # Vocabularies and the data manifest
 
     def copy_data_files(self, data_dir: Path, level: str) -> None:
-        """The prepared data's vocabularies of ``level`` and its manifest, copied into the run."""
+        """The prepared data's vocabularies of ``level`` and its manifest, copied into the run; at
+        subword level the SentencePiece models too."""
         (self.path / "vocab").mkdir(exist_ok=True)
         for side, name in VOCABULARIES.items():
-            shutil.copyfile(Path(data_dir) / "vocab" / f"{side}.{level}.txt", self.path / name)
+            vocabulary = Path(data_dir) / "vocab" / f"{side}.{level}.txt"
+            shutil.copyfile(vocabulary, self.path / name)
+            if level == "subword":
+                from .subwords import model_path
+
+                shutil.copyfile(model_path(vocabulary), self.path / SUBWORD_MODELS[side])
         shutil.copyfile(Path(data_dir) / "manifest.json", self.path / MANIFEST)
 
     def load_vectorizers(self, level: str) -> tuple[Vectorizer, Vectorizer]:
+        from .subwords import SubwordVectorizer
         from .vectorizers import Vectorizer
 
+        def load(side: str) -> Vectorizer:
+            vocabulary = self.path / VOCABULARIES[side]
+            if level == "subword":
+                return SubwordVectorizer.load(vocabulary, self.path / SUBWORD_MODELS[side])  # type: ignore[return-value]
+            return Vectorizer.load(level, vocabulary)
+
         try:
-            return (
-                Vectorizer.load(level, self.path / VOCABULARIES["source"]),
-                Vectorizer.load(level, self.path / VOCABULARIES["target"]),
-            )
+            return load("source"), load("target")
         except Exception as exc:
             raise ModelError(f"{self.path}: {exc}") from None
 
@@ -320,7 +335,8 @@ class RunFolder:
     def write_checksums(self, model_digests: list[str]) -> None:
         """Record the digests of the folder's files; ``model.keras`` may be given several accepted ones."""
         digests: dict[str, list[str]] = {}
-        for name in CHECKED_FILES[:-1]:
+        present = [name for name in OPTIONAL_CHECKED_FILES if (self.path / name).exists()]
+        for name in [*CHECKED_FILES[:-1], *present]:
             digests[name] = [sha256_file(self.path / name)]
         digests[MODEL] = model_digests
         atomic_write_json(self.path / CHECKSUMS, digests)
@@ -367,7 +383,13 @@ class RunFolder:
             raise ModelError(f"{self.path}: no {CHECKSUMS}; not a complete nmtcli model folder") from None
         except (OSError, ValueError) as exc:
             raise ModelError(f"{checksums}: unreadable ({exc})") from None
-        for name in CHECKED_FILES:
+        # An optional file is checked when it is there or recorded: deleting one is noticed too.
+        optional = [
+            name
+            for name in OPTIONAL_CHECKED_FILES
+            if os.path.lexists(self.path / name) or (isinstance(recorded, dict) and name in recorded)
+        ]
+        for name in [*CHECKED_FILES, *optional]:
             path = self.path / name
             if not resolve_path(path, ModelError).is_relative_to(root):
                 raise ModelError(f"{path}: points outside the model folder; refusing to read it")

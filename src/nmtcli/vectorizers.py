@@ -1,5 +1,7 @@
 """Word- and character-level vectorizers: tokenize, index, encode, decode, save, load.
 
+The subword level lives in ``subwords.py``; ``Vectorizer.load`` hands it over.
+
 Word tokenization splits punctuation off words and is exactly reversible. A punctuation token that
 was written against its neighbour without a space carries a joiner mark (U+FFED) on that side, so
 ``"¿Qué?"`` becomes ``["¿￭", "Qué", "￭?"]`` and ``detokenize`` restores ``"¿Qué?"``, while a French
@@ -197,4 +199,10 @@ class Vectorizer:
 
     @classmethod
     def load(cls, level: str, path: str | os.PathLike) -> Vectorizer:
+        """The vectorizer saved at ``path``; at subword level a ``subwords.SubwordVectorizer`` (same
+        interface), whose SentencePiece model lies beside ``path``."""
+        if level == "subword":
+            from .subwords import SubwordVectorizer
+
+            return SubwordVectorizer.load(path)  # type: ignore[return-value]
         return cls(level, Vocabulary.load(path))

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from ..config import PrepareConfig
+from ..config import SUBWORD_TYPES, PrepareConfig
 from . import render
 from .options import JsonOpt, PresetOpt, QuietOpt, WorkspaceOpt, given
 
@@ -30,6 +30,10 @@ SETTINGS = [
     "seed",
     "max_vocab",
     "min_count",
+    "subword_size",
+    "subword_type",
+    "joint_subwords",
+    "subword_sample",
 ]
 
 
@@ -115,11 +119,23 @@ def prepare(
     min_count: Annotated[
         int, typer.Option(help="Keep tokens seen at least this often in training data.")
     ] = D.min_count,
+    subword_size: Annotated[
+        int, typer.Option(help="Pieces per subword (SentencePiece) model, 256 byte pieces included.")
+    ] = D.subword_size,
+    subword_type: Annotated[
+        Literal[SUBWORD_TYPES], typer.Option(help="Subword model: unigram or BPE.")
+    ] = D.subword_type,
+    joint_subwords: Annotated[
+        bool, typer.Option(help="One subword model for both sides (--no-joint-subwords: one per side).")
+    ] = D.joint_subwords,
+    subword_sample: Annotated[
+        int, typer.Option(help="Most training sentences the subword model learns from (both sides count).")
+    ] = D.subword_sample,
     preset: PresetOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Read a parallel corpus, clean it, split train/valid/test and build word and char vocabularies."""
+    """Read a parallel corpus, clean it, split train/valid/test, build word, char and subword vocabularies."""
     from ..corpus import prepare as prepare_corpus
     from ..presets import apply_preset
     from ..workspace import Workspace

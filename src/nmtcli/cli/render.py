@@ -71,7 +71,9 @@ def prepare_summary(manifest: dict[str, Any], output: Path):
             table.add_row(f"  dropped: {reason.replace('_', ' ')}", f"{count:,}")
     for split in ("train", "valid", "test"):
         table.add_row(f"{split} pairs (sources)", f"{counts[split]:,} ({counts[split + '_sources']:,})")
-    for level in ("word", "char"):
+    for level in ("word", "char", "subword"):
+        if level not in manifest["vocab_size"]:  # data prepared before the subword level
+            continue
         sizes = manifest["vocab_size"][level]
         unk = manifest["unk_rate"][level]["valid"]
         table.add_row(f"{level} vocab source / target", f"{sizes['source']:,} / {sizes['target']:,}")

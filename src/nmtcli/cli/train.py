@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from ..config import ModelConfig, TrainConfig
+from ..config import ARCHITECTURES, LEVELS, ModelConfig, TrainConfig
 from ..errors import ConfigError
 from . import render
 from .options import PresetName, given, preset_help
@@ -22,7 +22,17 @@ DATA, MODEL, TRAINING, QUALITY, SPEED, TRACKING = (
     "Output and tracking",
 )
 M, T = ModelConfig(), TrainConfig()  # the defaults shown, read from the configs so they cannot drift
-MODEL_SETTINGS = ("arch", "level", "embedding_dim", "units", "dropout", "tie_embeddings")
+MODEL_SETTINGS = (
+    "arch",
+    "level",
+    "embedding_dim",
+    "units",
+    "dropout",
+    "layers",
+    "heads",
+    "ff_dim",
+    "tie_embeddings",
+)
 TRAINING_SETTINGS = [
     "epochs",
     "batch_size",
@@ -90,20 +100,34 @@ def train(
         PresetName | None, typer.Option(help=preset_help(), show_default=False, rich_help_panel=MODEL)
     ] = None,
     arch: Annotated[
-        Literal["lstm", "gru-attention"], typer.Option(help="Architecture.", rich_help_panel=MODEL)
+        Literal[ARCHITECTURES], typer.Option(help="Architecture.", rich_help_panel=MODEL)
     ] = M.arch,
     level: Annotated[
-        Literal["word", "char"], typer.Option(help="Tokens: words or characters.", rich_help_panel=MODEL)
+        Literal[LEVELS],
+        typer.Option(help="Tokens: words, characters or subwords (SentencePiece).", rich_help_panel=MODEL),
     ] = M.level,
     embedding_dim: Annotated[
         int, typer.Option(help="Embedding size.", rich_help_panel=MODEL)
     ] = M.embedding_dim,
     units: Annotated[
-        int, typer.Option(help="Recurrent units (per direction in the encoder).", rich_help_panel=MODEL)
+        int,
+        typer.Option(
+            help="Recurrent units (per direction in the encoder); the transformer's d_model.",
+            rich_help_panel=MODEL,
+        ),
     ] = M.units,
     dropout: Annotated[
         float, typer.Option(help="Dropout on embeddings and outputs.", rich_help_panel=MODEL)
     ] = M.dropout,
+    layers: Annotated[
+        int, typer.Option(help="Transformer: layers per stack.", rich_help_panel=MODEL)
+    ] = M.layers,
+    heads: Annotated[
+        int, typer.Option(help="Transformer: attention heads.", rich_help_panel=MODEL)
+    ] = M.heads,
+    ff_dim: Annotated[
+        int, typer.Option(help="Transformer: feed-forward width.", rich_help_panel=MODEL)
+    ] = M.ff_dim,
     tie_embeddings: Annotated[
         bool,
         typer.Option(

@@ -128,12 +128,16 @@ def train(
             field="run_dir",
         )
     level = model_config.level
+    source, target = data.vectorizer("source", level), data.vectorizer("target", level)
     model_config = replace(
         model_config,
-        source_vocab_size=len(data.vectorizer("source", level)),
-        target_vocab_size=len(data.vectorizer("target", level)),
+        source_vocab_size=len(source),
+        target_vocab_size=len(target),
         max_source_length=data.max_length("source", level),
         max_target_length=data.max_length("target", level),
+        # One vocabulary for both sides (a joint subword model): the Transformer shares its embeddings.
+        shared_embeddings=model_config.arch == "transformer"
+        and source.vocabulary.tokens == target.vocabulary.tokens,
     )
     settings = RunFolder.settings_of(model_config, train_config, data_dir)
     if task is None or task.is_chief:
