@@ -282,3 +282,21 @@ def test_the_source_loads_models_only_in_safe_mode() -> None:
         line for text in code.values() for line in text.splitlines() if "keras.saving.load_model(" in line
     ]
     assert loads and all("safe_mode=True" in line for line in loads), loads
+
+
+def test_a_history_that_is_a_device_or_huge_is_never_read_whole(tmp_path) -> None:
+    """``history.csv`` linked to /dev/zero reads as no history; one over the size cap is one error."""
+    import nmtcli.run_folder as run_folder
+
+    (tmp_path / "history.csv").symlink_to("/dev/zero")
+    assert RunFolder(tmp_path).history().rows == []
+    (tmp_path / "history.csv").unlink()
+    (tmp_path / "history.csv").write_text("epoch,cross_entropy\n" + "1,2.5\n" * 10, encoding="utf-8")
+    assert len(RunFolder(tmp_path).history().rows) == 10
+    cap = run_folder.MAX_JSON_BYTES
+    try:
+        run_folder.MAX_JSON_BYTES = 64
+        with pytest.raises(ModelError, match="history.csv"):
+            RunFolder(tmp_path).history()
+    finally:
+        run_folder.MAX_JSON_BYTES = cap

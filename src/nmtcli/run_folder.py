@@ -49,6 +49,7 @@ from .files import (
     atomic_write_json,
     atomic_write_text,
     open_lock_file,
+    read_file_bytes,
     read_json,
     read_json_file,
     resolve_path,
@@ -571,8 +572,10 @@ def _number(text: str | None, path: Path, line: int, column: str) -> float | Non
 
 
 def _read_history_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    # Bounded and regular only: a history.csv linked to /dev/zero or a FIFO is one line of error.
+    raw = read_file_bytes(path, MAX_JSON_BYTES, error=ModelError)
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
+        with io.StringIO(raw.decode("utf-8"), newline="") as handle:
             reader = csv.DictReader(handle)
             columns = [c.strip() for c in reader.fieldnames or []]
             if "epoch" not in columns:
