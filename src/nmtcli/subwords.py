@@ -27,7 +27,7 @@ from typing import Any
 from .config import SUBWORD_TYPES, PrepareConfig
 from .errors import DataError
 from .files import atomic_open
-from .vectorizers import END, END_ID, PAD, PAD_ID, SPECIALS, START, START_ID, UNK, UNK_ID, Vocabulary
+from .vectorizers import END, END_ID, PAD, PAD_ID, SPECIALS, START, START_ID, UNK, UNK_ID, Vocabulary, framed
 
 MODEL_SUFFIX = ".model"
 MAX_MODEL_BYTES = 64 * 2**20  # 8,000 pieces take ~0.2 MB; a million still fit
@@ -171,12 +171,7 @@ class SubwordVectorizer:
         return len(self.vocabulary)
 
     def encode(self, text: str, *, start: bool = False, end: bool = False) -> list[int]:
-        ids = self.processor.encode(_escape(text), out_type=int)
-        if start:
-            ids.insert(0, START_ID)
-        if end:
-            ids.append(END_ID)
-        return ids
+        return framed(self.processor.encode(_escape(text), out_type=int), start, end)
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of ``ids`` up to the first end id; pad and start ids are dropped, ids out of range

@@ -172,6 +172,11 @@ class Vocabulary:
             raise DataError(f"{path}: {exc}") from None
 
 
+def framed(ids: list[int], start: bool, end: bool) -> list[int]:
+    """``ids`` with the start id before them and the end id after them, as asked."""
+    return [START_ID] * start + ids + [END_ID] * end
+
+
 class Vectorizer:
     """A tokenizer plus a vocabulary: text <-> id sequences for one side of the corpus."""
 
@@ -184,12 +189,7 @@ class Vectorizer:
         return len(self.vocabulary)
 
     def encode(self, text: str, *, start: bool = False, end: bool = False) -> list[int]:
-        ids = self.vocabulary.encode(self.tokenizer.tokenize(text))
-        if start:
-            ids.insert(0, START_ID)
-        if end:
-            ids.append(END_ID)
-        return ids
+        return framed(self.vocabulary.encode(self.tokenizer.tokenize(text)), start, end)
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.tokenizer.detokenize(self.vocabulary.decode(ids))
