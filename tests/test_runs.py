@@ -221,3 +221,25 @@ def test_prepare_elsewhere_does_not_warn(ws, tiny_corpus, tmp_path) -> None:
     result = nmt("prepare", tiny_corpus, "-w", ws.root, "-o", tmp_path / "data2", "--valid-size", "5")
     assert_ok(result)
     assert "warning" not in result.stderr
+
+
+def test_train_says_why_it_starts_a_new_run(tmp_path, tiny_data) -> None:
+    """Training with other epochs than an interrupted run's starts a new run, and says so."""
+    from conftest import TINY_MODEL, TINY_TRAINING
+    from nmtcli.training import train
+
+    ws = Workspace(tmp_path / "ws")
+    model, training = ModelConfig(**TINY_MODEL), TrainConfig(**{**TINY_TRAINING, "epochs": 1})
+    first = train(model, training, data_dir=tiny_data, workspace=ws, log=lambda message: None)
+    RunFolder(first.run_dir).mark_running()  # as if it had been interrupted
+    messages: list[str] = []
+    second = train(
+        model,
+        TrainConfig(**{**TINY_TRAINING, "epochs": 2}),
+        data_dir=tiny_data,
+        workspace=ws,
+        log=messages.append,
+    )
+    assert second.run_dir != first.run_dir
+    (why,) = [message for message in messages if "other settings" in message]
+    assert first.run_dir.name in why and "epochs 1 -> 2" in why and "--resume" in why
