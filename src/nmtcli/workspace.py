@@ -86,6 +86,11 @@ class Workspace:
         if chosen is None:
             if unfinished:
                 run = unfinished[0]
+                if run.status == "damaged":
+                    raise ModelError(
+                        f"no finished run in {self.runs_dir}; the newest run {run.name} did not finish and "
+                        f"cannot be read ({run.problem})"
+                    )
                 if run.status == "training":
                     then = "another process is training it"
                 else:
