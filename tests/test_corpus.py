@@ -724,3 +724,71 @@ def test_a_split_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path, tiny_dat
     os.mkfifo(data / "valid.tsv")
     with pytest.raises(DataError, match=r"valid\.tsv: not a regular file"):
         list(PreparedData(data, {}).iter_pairs("valid"))
+
+
+# --------------------------------------------------------------------------------------------------
+# --sample: pairs drawn at random from the whole corpus
+
+
+def split_pairs(folder: Path) -> set[str]:
+    return {line for split in ("train", "valid", "test") for line in (folder / f"{split}.tsv").open()}
+
+
+def sorted_corpus(tmp_path: Path, n: int = 200) -> Path:
+    """An anki-like file sorted by length: pair i has i + 1 words a side."""
+    lines = [f"{'go ' * (i % 40 + 1)}{i}.\t{'ve ' * (i % 40 + 1)}{i}." for i in range(n)]
+    lines.sort(key=len)
+    return write(tmp_path / "sorted.txt", "\n".join(lines) + "\n")
+
+
+def test_sample_draws_n_pairs_from_the_whole_file(tmp_path: Path) -> None:
+    path = sorted_corpus(tmp_path)
+    manifest = prepare(path, tmp_path / "out", small_split(sample=40, max_words=100))
+    assert manifest["counts"]["read"] == 200 and manifest["counts"]["kept"] == 40
+    assert manifest["dropped"]["not_sampled"] == 160
+    assert manifest["settings"]["sample"] == 40
+    kept = split_pairs(tmp_path / "out")
+    assert len(kept) == 40
+    # Not the first 40 of a file sorted by length: the sample reaches its long half too.
+    longest = max(len(line.split("\t")[0].split()) for line in kept)
+    first = prepare(path, tmp_path / "first", small_split(limit=40, max_words=100))
+    assert first["counts"]["kept"] == 40
+    assert longest > max(len(line.split("\t")[0].split()) for line in split_pairs(tmp_path / "first"))
+
+
+def test_sample_is_reproducible_with_its_seed(tmp_path: Path) -> None:
+    path = sorted_corpus(tmp_path)
+    prepare(path, tmp_path / "a", small_split(sample=30, seed=5, max_words=100))
+    prepare(path, tmp_path / "b", small_split(sample=30, seed=5, max_words=100))
+    prepare(path, tmp_path / "c", small_split(sample=30, seed=6, max_words=100))
+    assert split_pairs(tmp_path / "a") == split_pairs(tmp_path / "b")
+    assert split_pairs(tmp_path / "a") != split_pairs(tmp_path / "c")
+
+
+def test_sample_larger_than_the_corpus_keeps_everything(tmp_path: Path) -> None:
+    path = sorted_corpus(tmp_path, 50)
+    manifest = prepare(path, tmp_path / "out", small_split(sample=1000, max_words=100))
+    assert manifest["counts"]["kept"] == 50 and "not_sampled" not in manifest["dropped"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [({"sample": 0}, "sample"), ({"sample": 5, "limit": 5}, "exclude each other")],
+)
+def test_sample_is_validated(settings: dict, fragment: str) -> None:
+    from nmtcli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=fragment):
+        PrepareConfig(**settings)
+
+
+def test_prepare_sample_on_the_command_line(tmp_path: Path) -> None:
+    from test_cli import assert_error, assert_ok, nmt
+
+    path = sorted_corpus(tmp_path)
+    result = nmt("prepare", path, "-o", tmp_path / "out", "--sample", "30", "--max-words", "100", "--json")
+    assert_ok(result)
+    assert json.loads(result.stdout)["counts"]["kept"] == 30
+    assert_error(
+        nmt("prepare", path, "-o", tmp_path / "x", "--sample", "3", "--limit", "3"), "--limit", "--sample"
+    )

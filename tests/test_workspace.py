@@ -138,7 +138,7 @@ def test_latest_run_without_runs(ws: Workspace) -> None:
 
 def test_latest_run_ignores_unfinished_runs(ws: Workspace) -> None:
     make_run(ws, "20260101-000000-a", status="running", model=False)
-    with pytest.raises(ModelError, match="no trained model"):
+    with pytest.raises(ModelError, match="no finished run .* 20260101-000000-a did not finish"):
         ws.latest_run()
 
 

@@ -75,6 +75,7 @@ class PrepareConfig(_Serializable):
     encoding: str = "utf-8"
     on_bad_line: str = "error"
     limit: int | None = None
+    sample: int | None = None  # pairs drawn at random (with ``seed``) from those kept after cleaning
     reverse: bool = False
     lowercase: bool = False
     min_words: int = 1
@@ -100,6 +101,10 @@ class PrepareConfig(_Serializable):
         _check_choice("on_bad_line", self.on_bad_line, BAD_LINE_POLICIES)
         if self.limit is not None:
             _check_range("limit", self.limit, 1)
+        if self.sample is not None:
+            _check_range("sample", self.sample, 1)
+            if self.limit is not None:
+                raise ConfigError("`limit` and `sample` exclude each other: give one")
         _check_range("min_words", self.min_words, 1)
         _check_range("max_words", self.max_words, self.min_words)
         _check_range("max_chars", self.max_chars, 1)

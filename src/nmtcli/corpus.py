@@ -647,6 +647,14 @@ def _prepare_from(
             f"{corpus.name}: no pairs left after filtering ({_describe_drops(dropped)}); "
             "check the column options and `max_words`/`max_chars`"
         )
+    if config.sample is not None and keep.sum() > config.sample:
+        # Drawn from the kept pairs' positions (8 bytes each), not their text: the corpus stays on disk.
+        # A seed of its own, so the split's shuffle does not depend on whether a sample was drawn.
+        kept_at = np.flatnonzero(keep)
+        drawn = np.random.default_rng([config.seed, 1]).choice(len(kept_at), config.sample, replace=False)
+        keep[:] = False
+        keep[kept_at[drawn]] = True
+        dropped["not_sampled"] = int(len(kept_at) - config.sample)
     sources = np.frombuffer(source_digests, np.uint64)[keep]
     split_of = np.full(len(keep), -1, np.int8)
     split_of[keep] = assign_splits(sources, config.valid_size, config.test_size, config.seed)

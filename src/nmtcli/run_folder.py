@@ -605,3 +605,78 @@ def _read_history_csv(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     columns = [c for c in columns if c not in text_columns]
     rows = [{rename_old_columns(c): row.get(c) for c in columns} for row in rows]
     return [rename_old_columns(c) for c in columns], rows
+
+
+# --------------------------------------------------------------------------------------------------
+# One line about a run, for `nmt runs` and the notices that name runs
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What ``nmt runs`` shows of one run folder. A folder whose files cannot be read has status
+    ``damaged`` and the reason in ``problem``; the fields it could not read are None."""
+
+    name: str
+    path: str
+    status: str
+    arch: str | None = None
+    level: str | None = None
+    epochs_done: int | None = None
+    epochs_planned: int | None = None
+    best_epoch: int | None = None
+    monitor: str | None = None  # the history column the best epoch was chosen by (History.monitor)
+    best_score: float | None = None  # the best epoch's value in ``monitor``
+    perplexity: float | None = None  # the best epoch's perplexity (History.perplexity)
+    size_bytes: int = 0
+    data: str | None = None  # the prepared data folder it was trained from
+    problem: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def progress(self) -> str:
+        """``interrupted at epoch 3 of 10``-style words for notices."""
+        if self.epochs_done:
+            return f"{self.status} at epoch {self.epochs_done} of {self.epochs_planned}"
+        return f"{self.status} before its first epoch finished"
+
+
+def folder_size(path: Path) -> int:
+    """Bytes of the regular files under ``path``; links are not followed, unreadable entries skipped."""
+    total = 0
+    for root, _dirs, names in os.walk(path, onerror=lambda exc: None):
+        for name in names:
+            try:
+                info = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if not os.path.islink(os.path.join(root, name)):
+                total += info.st_size
+    return total
+
+
+def summarize(path: str | os.PathLike) -> RunSummary:
+    """A :class:`RunSummary` of the run folder ``path``; never raises for a damaged folder."""
+    run = RunFolder(path)
+    base = {"name": run.path.name, "path": str(run.path), "size_bytes": folder_size(run.path)}
+    try:
+        config = run.config()
+        history = run.history()
+    except (OSError, ValueError, ModelError) as exc:
+        detail = " ".join(str(exc).split())
+        return RunSummary(status="damaged", problem=detail, **base)
+    best = history.best_epoch()
+    row = history.row(best) if best is not None else None
+    return RunSummary(
+        status=run.status(),
+        arch=config.model.arch,
+        level=config.model.level,
+        epochs_done=history.epochs[-1] if history.rows else 0,
+        epochs_planned=config.training.epochs,
+        best_epoch=best,
+        monitor=history.monitor if row is not None else None,
+        best_score=row.get(history.monitor) if row is not None else None,
+        perplexity=history.perplexity(best),
+        data=config.data,
+        **base,
+    )

@@ -21,7 +21,7 @@ from typing import Any
 from . import files
 from .errors import ConfigError, ModelError
 from .files import atomic_write_text, read_latest
-from .run_folder import RunFolder, RunLock
+from .run_folder import RunFolder, RunLock, RunSummary, summarize
 
 DEFAULT_WORKSPACE = "nmt-workspace"
 
@@ -60,15 +60,112 @@ class Workspace:
     def set_latest(self, run_dir: Path) -> None:
         atomic_write_text(self.runs_dir / "LATEST", run_dir.name + "\n")
 
+    def run_summaries(self) -> list[RunSummary]:
+        """One :class:`RunSummary` per run folder, oldest first (damaged folders included)."""
+        return [summarize(path) for path in self.runs()]
+
     def latest_run(self) -> Path:
         """The run named in ``runs/LATEST``, else the newest completed run."""
+        return self.latest_run_and_notice()[0]
+
+    def latest_run_and_notice(self) -> tuple[Path, str | None]:
+        """:meth:`latest_run`, and a one-line notice when a newer run than it is interrupted (else None).
+
+        With no finished run, the error names the newest unfinished run and how far it got.
+        """
         name = read_latest(self.runs_dir / "LATEST")  # a plain name inside runs/, or None
+        runs = self.runs()
+        chosen = None
         if name is not None and RunFolder(self.runs_dir / name).has_model():
-            return self.runs_dir / name
-        completed = [run for run in self.runs() if RunFolder(run).is_complete()]
-        if not completed:
+            chosen = self.runs_dir / name
+        else:
+            completed = [run for run in runs if RunFolder(run).is_complete()]
+            chosen = completed[-1] if completed else None
+        newer = [run for run in runs if chosen is None or run.name > chosen.name]
+        unfinished = [summarize(run) for run in reversed(newer) if RunFolder(run).is_unfinished()]
+        if chosen is None:
+            if unfinished:
+                run = unfinished[0]
+                if run.status == "damaged":
+                    raise ModelError(
+                        f"no finished run in {self.runs_dir}; the newest run {run.name} did not finish and "
+                        f"cannot be read ({run.problem})"
+                    )
+                if run.status == "training":
+                    then = "another process is training it"
+                else:
+                    then = "`nmt train --resume` continues it"
+                    if run.epochs_done:
+                        then += " (or pass it as `model` to use its best epoch so far)"
+                raise ModelError(
+                    f"no finished run in {self.runs_dir}; the newest run {run.name} is "
+                    f"{run.progress()}; {then}"
+                )
             raise ModelError(f"no trained model in {self.runs_dir}; run `nmt train` first (or pass `model`)")
-        return completed[-1]
+        interrupted = [run for run in unfinished if run.status == "interrupted"]
+        notice = None
+        if interrupted:
+            run = interrupted[0]
+            notice = (
+                f"note: using {chosen.name} ({RunFolder(chosen).status()}); the newer run {run.name} is "
+                f"{run.progress()}; nmt train --resume continues it"
+            )
+        return chosen, notice
+
+    def interrupted_runs_using(self, data_dir: str | os.PathLike) -> list[str]:
+        """Names of the interrupted runs trained from the prepared data folder ``data_dir``: what
+        ``nmt train --resume`` would continue on whatever replaces it."""
+        target = Path(data_dir).resolve()
+        names = []
+        for path in self.runs():
+            run = RunFolder(path)
+            if not run.is_unfinished() or run.status() != "interrupted":
+                continue
+            try:
+                data = run.config().data
+            except (OSError, ValueError, ModelError):
+                continue
+            if data and Path(data).resolve() == target:
+                names.append(path.name)
+        return names
+
+    def why_not_resumed(self, settings: dict[str, Any]) -> str | None:
+        """Why training with ``settings`` starts a new run though an interrupted one exists: the newest
+        interrupted run and the settings that differ; None if there is no interrupted run."""
+        for path in reversed(self.runs()):
+            run = RunFolder(path)
+            if not run.is_unfinished() or run.status() != "interrupted":
+                continue
+            try:
+                saved = run.raw_config()
+            except (OSError, ModelError):
+                continue
+            changes = settings_changes({k: saved.get(k) for k in settings}, settings)
+            if not changes:
+                return None
+            shown = ", ".join(changes[:6]) + (f" and {len(changes) - 6} more" if len(changes) > 6 else "")
+            return (
+                f"starting a new run: the interrupted run {path.name} has other settings ({shown}); "
+                "`nmt train --resume` continues it with its own settings"
+            )
+        return None
+
+
+def settings_changes(old: Any, new: Any, name: str = "") -> list[str]:
+    """``name old -> new`` for each leaf setting that differs between two settings dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        changes = []
+        for key in [*new, *(k for k in old if k not in new)]:
+            changes += settings_changes(old.get(key), new.get(key), key)
+        return changes
+    if old == new:
+        return []
+    return [f"{name} {_short(old)} -> {_short(new)}"]
+
+
+def _short(value: Any) -> str:
+    text = "none" if value is None else str(value)
+    return text if len(text) <= 40 else "..." + text[-37:]
 
 
 def claim_run(
@@ -113,17 +210,23 @@ def claim_run(
 
 def resolve_model_dir(path: str | os.PathLike | None, workspace: Workspace) -> Path:
     """A run folder from ``--model``: a run folder itself, a workspace, or (None) the latest run."""
+    return resolve_model(path, workspace)[0]
+
+
+def resolve_model(path: str | os.PathLike | None, workspace: Workspace) -> tuple[Path, str | None]:
+    """:func:`resolve_model_dir`, and with ``path`` None the notice of
+    :meth:`Workspace.latest_run_and_notice` (a newer interrupted run), for the caller to show."""
     if path is None:
-        return workspace.latest_run()
+        return workspace.latest_run_and_notice()
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: model folder not found")
     if RunFolder(path).is_run():
-        return path
+        return path, None
     if (path / "runs").is_dir():
-        return Workspace(path).latest_run()
+        return Workspace(path).latest_run_and_notice()
     if path.name == "runs" or (path / "LATEST").is_file():
-        return Workspace(path.parent).latest_run()
+        return Workspace(path.parent).latest_run_and_notice()
     raise ModelError(
         f"{path}: not an nmtcli model folder (no config.json); pass a run folder from `nmt train`"
     )

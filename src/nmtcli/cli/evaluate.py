@@ -76,7 +76,7 @@ def evaluate(
 ) -> None:
     """Score a model with sacrebleu (BLEU, chrF, TER) and perplexity; default metrics BLEU and chrF."""
     from ..config import DecodingConfig
-    from ..workspace import Workspace, check_output, resolve_model_dir
+    from ..workspace import Workspace, check_output, resolve_model
 
     metrics = [name for name, chosen in (("bleu", bleu), ("chrf", chrf), ("ter", ter)) if chosen]
     metrics = metrics or ["bleu", "chrf"]
@@ -87,7 +87,9 @@ def evaluate(
     check_output(output, [source, *(reference or [])])
     # Every path before TensorFlow loads, so a mistake is reported at once.
     ws = Workspace(workspace)
-    run_dir = resolve_model_dir(model, ws)
+    run_dir, note = resolve_model(model, ws)
+    if note and not quiet:
+        render.notice(note)
     if source is not None:
         sources, references = _own_files(source, reference or [])
         scored, key = str(source), str(source)

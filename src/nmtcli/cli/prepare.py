@@ -19,6 +19,7 @@ SETTINGS = [
     "encoding",
     "on_bad_line",
     "limit",
+    "sample",
     "reverse",
     "lowercase",
     "min_words",
@@ -88,7 +89,19 @@ def prepare(
         Literal["error", "warn", "skip"], typer.Option(help="What to do with a malformed line.")
     ] = D.on_bad_line,
     limit: Annotated[
-        int | None, typer.Option(help="Read only the first N pairs.", show_default=False)
+        int | None,
+        typer.Option(
+            help="Read only the first N pairs of the file (anki files are sorted by length: the first "
+            "pairs are the shortest); --sample draws pairs from the whole file.",
+            show_default=False,
+        ),
+    ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            help="Keep N pairs drawn at random (with --seed) from the whole corpus, after cleaning.",
+            show_default=False,
+        ),
     ] = None,
     reverse: Annotated[
         bool, typer.Option(help="Swap the direction: translate column 2 into column 1.")
@@ -141,7 +154,14 @@ def prepare(
     from ..workspace import Workspace
 
     config = apply_preset(preset, prepare=given(ctx, locals(), SETTINGS)).prepare
-    output = output or Workspace(workspace).data_dir
+    ws = Workspace(workspace)
+    output = output or ws.data_dir
+    runs = ws.interrupted_runs_using(output)
+    if runs:
+        render.warn(
+            f"{output} is the prepared data of the interrupted run{'s' if len(runs) > 1 else ''} "
+            f"{', '.join(runs)}; `nmt train --resume` will continue on the data written now"
+        )
     manifest = prepare_corpus(corpus, output, config, target_path=target_file, warn=render.notice)
     render.print_result(
         {"output": str(output), **manifest}, json_output, render.prepare_summary(manifest, output)

@@ -88,7 +88,7 @@ def translate(
     check_output(output, [input], option="--output")
     if attention is not None and beam_size != 1:
         raise ConfigError("--attention shows greedy decoding; leave out --beam-size")
-    run_dir = _resolve_model(model, workspace)  # before TensorFlow loads: a wrong path fails at once
+    run_dir = _resolve_model(model, workspace, quiet)  # before TensorFlow loads: a wrong path fails at once
     interactive = not sentences and input is None and sys.stdin.isatty()
     if attention is not None:
         lines = _attention_lines(sentences, input, output, attention)
@@ -169,10 +169,13 @@ def _draw_attention(alignments, attention: str, quiet: bool) -> None:
                 render.notice(f"attention of line {number} written to {path}")
 
 
-def _resolve_model(model: Path | None, workspace: Path | None) -> Path:
-    from ..workspace import Workspace, resolve_model_dir
+def _resolve_model(model: Path | None, workspace: Path | None, quiet: bool) -> Path:
+    from ..workspace import Workspace, resolve_model
 
-    return resolve_model_dir(model, Workspace(workspace))
+    run_dir, note = resolve_model(model, Workspace(workspace))
+    if note and not quiet:
+        render.notice(note)
+    return run_dir
 
 
 def _input_chunks(sentences: list[str] | None, path: Path | None, chunk: int):

@@ -145,6 +145,10 @@ def train(
             workspace, Path(run_dir) if run_dir else None, resume, settings, f"{model_config.arch}-{level}"
         )
         shared_dir = run.path
+        if not resuming and resume is None and run_dir is None:
+            why = workspace.why_not_resumed(settings)
+            if why is not None:
+                log(why)
     else:
         shared_dir = Path(run_dir)
         run, lock, resuming = worker_folder(shared_dir, resume, task)
