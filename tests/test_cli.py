@@ -656,7 +656,8 @@ def test_every_command_that_takes_a_run_accepts_model_and_m(command) -> None:
 @pytest.mark.parametrize(
     ("command", "shown"),
     [
-        ("train", ["<lstm|gru-attention>", "<word|char>", "<adam|rmsprop>", "<loss|bleu>"]),
+        ("train", ["<lstm|gru-attention|transformer>", "<word|char|subword>", "<adam|rmsprop>"]),
+        ("train", ["<loss|bleu>"]),
         ("train", ["<mirrored|multi-worker>", "<default|seed-000|seed-002|seed-003>"]),
         ("evaluate", ["<test|valid|train>"]),
         ("prepare", ["<auto|tsv|csv|aligned>", "<error|warn|skip>"]),
