@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("translator", {"translator"}),
     ("evaluation", {"evaluation", "export"}),
     ("reports", {"curves", "model_card", "attention"}),
+    ("serving", {"serve"}),
     ("command line", {"cli", "__init__", "__main__"}),
 ]
 # (importer, imported): why it is there, and whose it is to remove.

@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - older Typer on Click
 
 from .. import __version__
 from ..errors import NmtError
-from . import evaluate, export, info, plot, prepare, runs, train, translate
+from . import evaluate, export, info, plot, prepare, runs, serve, train, translate
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -136,6 +136,7 @@ app.command("export")(export.export_model)
 app.command()(plot.plot)
 app.command()(info.info)
 app.command()(runs.runs)
+app.command()(serve.serve)
 
 
 def main() -> None:

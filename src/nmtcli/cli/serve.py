@@ -1,0 +1,130 @@
+"""``nmt serve [RUN]``: the HTTP JSON API of ``nmtcli.serve``, keeping one model loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from ..config import DEFAULT_LENGTH_PENALTY
+from ..errors import ConfigError
+from ..serve import DEFAULT_HOST, DEFAULT_PORT, ServeLimits
+from . import render
+from .options import BatchOpt, LengthPenaltyOpt, MaxLengthOpt, ModelOpt, QuietOpt, RunArg, WorkspaceOpt
+
+DEFAULTS = ServeLimits()  # the library owns the bounds' defaults
+
+EngineName = Literal["auto", "ctranslate2", "tensorflow"]
+
+
+def serve(
+    run: RunArg = None,
+    model: ModelOpt = None,
+    workspace: WorkspaceOpt = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; 0.0.0.0 opens the server to the network.")
+    ] = DEFAULT_HOST,
+    port: Annotated[
+        int, typer.Option("--port", "-p", help="TCP port; 0 picks a free one.", min=0, max=65535)
+    ] = DEFAULT_PORT,
+    engine: Annotated[
+        EngineName,
+        typer.Option("--engine", help="Inference engine: auto uses CTranslate2 where the run has a copy."),
+    ] = "auto",
+    max_lines: Annotated[
+        int, typer.Option("--max-lines", help="Most lines per request.")
+    ] = DEFAULTS.max_lines,
+    max_chars: Annotated[
+        int, typer.Option("--max-chars", help="Most characters per line.")
+    ] = DEFAULTS.max_chars,
+    max_body: Annotated[
+        int, typer.Option("--max-body", help="Most bytes in a request body.")
+    ] = DEFAULTS.max_body,
+    max_beam_size: Annotated[
+        int, typer.Option("--max-beam-size", help="Largest beam_size a request may ask for.")
+    ] = DEFAULTS.max_beam_size,
+    batch_window_ms: Annotated[
+        float,
+        typer.Option(
+            "--batch-window-ms",
+            help="How long the first request of a burst waits for others to decode with it (milliseconds).",
+        ),
+    ] = DEFAULTS.batch_window_ms,
+    batch_size: BatchOpt = 64,
+    max_length: MaxLengthOpt = None,
+    beam_size: Annotated[
+        int, typer.Option("--beam-size", help="Beam size of requests that do not choose one; 1 = greedy.")
+    ] = 1,
+    length_penalty: LengthPenaltyOpt = DEFAULT_LENGTH_PENALTY,
+    quiet: QuietOpt = False,
+) -> None:
+    """Serve a model over HTTP: POST /translate, GET /health, and a form at /.
+
+    POST /translate takes {"q": ["...", ...], "beam_size": K} and answers {"translations": [...]}.
+    With NMT_API_KEY set, /translate needs the header 'Authorization: Bearer <key>'.
+    """
+    from ..config import DecodingConfig
+    from ..serve import address, api_key_from_environment, check_installed, listen
+
+    limits = ServeLimits(
+        max_lines=max_lines,
+        max_chars=max_chars,
+        max_body=max_body,
+        max_beam_size=max_beam_size,
+        batch_window_ms=batch_window_ms,
+    )
+    if beam_size > max_beam_size:
+        raise ConfigError(f"--beam-size {beam_size} is above --max-beam-size {max_beam_size}")
+    decoding = DecodingConfig(batch_size, max_length, beam_size, length_penalty)
+    api_key = api_key_from_environment()
+    run_dir = _resolve_run(
+        run, model, workspace, quiet
+    )  # before TensorFlow loads: a wrong path fails at once
+    check_installed()
+    sock = listen(host, port)  # a taken port fails before the model loads, too
+    try:
+        translator = _open_translator(run_dir, engine)
+        app = _app(translator, run_dir, engine, limits, decoding, api_key)
+        if not quiet:
+            render.notice(
+                f"serving {run_dir} on {address(sock)} "
+                f"({'API key required' if api_key else 'no API key'}; Ctrl-C stops)"
+            )
+        from ..serve import run_server
+
+        run_server(app, sock, log_level="warning" if quiet else "info", access_log=not quiet)
+    finally:
+        sock.close()
+
+
+def _resolve_run(run: Path | None, model: Path | None, workspace: Path | None, quiet: bool) -> Path:
+    from ..workspace import Workspace, resolve_model
+
+    if run is not None and model is not None:
+        raise ConfigError("give the run as an argument or with --model, not both")
+    run_dir, note = resolve_model(run or model, Workspace(workspace))
+    if note and not quiet:
+        render.notice(note)
+    return run_dir
+
+
+def _open_translator(run_dir: Path, engine: str):
+    """The model behind the server. The lead swaps this for ``engines.open_translator(run_dir,
+    engine)`` at merge (CTranslate2 for Transformer runs); until then every run uses TensorFlow."""
+    from ..runtime import quiet_import
+
+    quiet_import()
+    from ..translator import Translator
+
+    del engine  # only TensorFlow exists on this branch
+    return Translator.load(run_dir)
+
+
+def _app(translator, run_dir: Path, engine: str, limits, decoding, api_key: str | None):
+    from ..run_folder import RunFolder
+    from ..serve import create_app
+
+    model = RunFolder(run_dir).config().model
+    info = {"run": run_dir.name, "arch": model.arch, "level": model.level, "engine": engine}
+    return create_app(translator, limits, decoding, info, api_key)
