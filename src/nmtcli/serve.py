@@ -128,10 +128,8 @@ def check_installed() -> None:
     try:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
-    except ImportError as exc:
-        raise NmtError(
-            f"`nmt serve` needs FastAPI and uvicorn ({exc.name} is missing): {INSTALL_HINT}"
-        ) from None
+    except ImportError:
+        raise NmtError(f"`nmt serve` needs FastAPI and uvicorn: {INSTALL_HINT}") from None
 
 
 # ---------------------------------------------------------------------------------------------------
