@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import select
 import shutil
@@ -336,6 +337,47 @@ def test_broken_http_leaves_the_server_answering(small_url) -> None:
     assert httpx.get(f"{small_url}/nowhere", timeout=30).status_code == 404
 
 
+def drop_mid_body(base: str) -> None:
+    """Send half of a request body, then reset the connection."""
+    host, port = base.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+    sock.sendall(b'Content-Length: 50\r\n\r\n{"q": ')
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()  # with a zero linger: a reset
+
+
+def wait_for_dropped(base: str, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{base}/health", timeout=30).json()["dropped"] < count:
+        assert time.monotonic() < deadline, "the server never noticed the dropped request"
+        time.sleep(0.02)
+
+
+class Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_client_leaving_mid_body_is_counted_not_logged(translator) -> None:
+    records = Records()
+    loggers = [logging.getLogger(name) for name in ("nmtcli.serve", "uvicorn.error", "uvicorn")]
+    with running(serve.create_app(translator, warm_up=False)) as base:
+        for logger in loggers:
+            logger.addHandler(records)
+        try:
+            drop_mid_body(base)
+            wait_for_dropped(base, 1)
+        finally:
+            for logger in loggers:
+                logger.removeHandler(records)
+    assert not [r for r in records.records if r.exc_info or r.levelno >= logging.ERROR], records.records
+
+
 # --------------------------------------------------------------------------------------------------
 # The API key
 
@@ -554,6 +596,8 @@ def test_nmt_serve_serves_the_latest_run_on_localhost_until_sigterm(tmp_path, ti
         for body, headers, _status, _limit, _words in BAD_REQUESTS:
             httpx.post(f"{base}/translate", content=body, headers=headers, timeout=60)
         assert post(base, {"q": ["a", "b", "c"]}).json()["limit"] == "max_lines"
+        drop_mid_body(base)
+        wait_for_dropped(base, 1)
         child.send_signal(signal.SIGTERM)
         code = child.wait(60)
     finally:

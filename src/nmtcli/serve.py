@@ -65,6 +65,13 @@ class ServeError(NmtError):
         self.limit = limit
 
 
+class ClientGone(ServeError):
+    """The client left before sending the whole body; the answer has nobody to read it."""
+
+    def __init__(self):
+        super().__init__(400, "the client disconnected before the end of the body")
+
+
 class TranslatorLike(Protocol):
     """What the server needs of a translator (``Translator`` and the engines' translators)."""
 
@@ -144,15 +151,17 @@ class _Job:
 
 
 @dataclass
-class BatchStats:
-    """Counters for ``/health``: decoding calls made, lines and requests decoded, lines waiting, and
-    whether a decoding call is running (``busy``)."""
+class ServerStats:
+    """Counters for ``/health``: decoding calls made, lines and requests decoded, lines waiting,
+    whether a decoding call is running (``busy``), and requests whose client left before sending the
+    whole body (``dropped``)."""
 
     batches: int = 0
     lines: int = 0
     requests: int = 0
     queued_lines: int = 0
     busy: bool = False
+    dropped: int = 0
     busy_seconds: float = field(default=0.0, repr=False)
 
 
@@ -178,7 +187,7 @@ class Batcher:
         self.window_s = window_s
         self.max_batch_lines = max_batch_lines
         self.max_queued_lines = max_queued_lines
-        self.stats = BatchStats()
+        self.stats = ServerStats()
         self._pending: deque[_Job] = deque()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -551,12 +560,17 @@ def create_app(
             check_declared_length(request.headers.get("content-length"), limits.max_body)
             body = await read_body(request, limits.max_body)
             lines, chosen = parse_request(body, limits, decoding)
+        except ServeError as error:
+            if isinstance(error, ClientGone):
+                batcher.stats.dropped += 1
+            return refuse(error)
+        try:
             results = await batcher.translate(lines, chosen)
         except ServeError as error:
             return refuse(error)
         except NmtError as error:  # a setting the model cannot decode with
             return refuse(ServeError(422, str(error)))
-        except Exception:
+        except Exception:  # a fault of the model or the engine, not of the request: worth a traceback
             log.exception("translation failed")
             return refuse(ServeError(500, "translation failed; see the server's log"))
         return JSONResponse(
@@ -571,12 +585,18 @@ def create_app(
 
 async def read_body(request, max_body: int) -> bytes:
     """The request body, read as it streams in and refused (413) as soon as it passes ``max_body``
-    bytes, whatever ``Content-Length`` said (a chunked body has none)."""
+    bytes, whatever ``Content-Length`` said (a chunked body has none). :class:`ClientGone` when the
+    client leaves before the end."""
+    from starlette.requests import ClientDisconnect
+
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_body:
-            raise ServeError(413, f"the body is over {max_body} bytes (max_body)", "max_body")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_body:
+                raise ServeError(413, f"the body is over {max_body} bytes (max_body)", "max_body")
+    except ClientDisconnect:
+        raise ClientGone() from None
     return bytes(body)
 
 
