@@ -116,6 +116,34 @@ def test_concurrent_requests_each_get_their_own_lines_in_order(url, translator) 
     assert health["requests"] >= len(requests) and health["queued_lines"] == 0
 
 
+@pytest.fixture(scope="module")
+def transformer_run(tmp_path_factory, tiny_data) -> Path:
+    from conftest import TINY_TRAINING
+    from nmtcli.config import ModelConfig, TrainConfig
+    from nmtcli.training import train
+    from nmtcli.workspace import Workspace
+
+    return train(
+        ModelConfig(arch="transformer", level="subword", units=16, layers=1, heads=2, ff_dim=32, dropout=0.0),
+        TrainConfig(**{**TINY_TRAINING, "epochs": 2, "bleu_sample": 0}),
+        data_dir=tiny_data,
+        workspace=Workspace(tmp_path_factory.mktemp("ws-serve-transformer")),
+    ).run_dir
+
+
+@pytest.mark.parametrize("arch", ["lstm", "transformer"])
+def test_every_architecture_is_served(arch, request, tiny_run_factory) -> None:
+    from nmtcli.translator import Translator
+
+    run = request.getfixturevalue("transformer_run") if arch == "transformer" else tiny_run_factory(arch)
+    translator = Translator.load(run)
+    with running(serve.create_app(translator)) as base:
+        for beam_size in (1, 3):
+            answer = post(base, {"q": SENTENCES, "beam_size": beam_size})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["translations"] == translator.translate(SENTENCES, beam_size=beam_size)
+
+
 def test_health_names_the_model_and_the_limits(translator) -> None:
     app = serve.create_app(translator, model_info={"run": "r1", "arch": "gru-attention"}, warm_up=False)
     with running(app) as base:

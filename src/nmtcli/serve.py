@@ -285,6 +285,11 @@ class Batcher:
             for job in live:
                 if not job.future.done():
                     job.future.set_exception(exc)
+        except asyncio.CancelledError:  # shutting down: the requests of this call are answered too
+            for job in live:
+                if not job.future.done():
+                    job.future.set_exception(ServeError(503, "the server is shutting down"))
+            raise
         finally:
             self.stats.queued_lines -= count
 
