@@ -42,7 +42,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from .config import DecodingConfig
@@ -153,8 +153,8 @@ class _Job:
 @dataclass
 class ServerStats:
     """Counters for ``/health``: decoding calls made, lines and requests decoded, lines waiting,
-    whether a decoding call is running (``busy``), and requests whose client left before sending the
-    whole body (``dropped``)."""
+    whether a decoding call is running (``busy``), seconds spent decoding, and requests whose client
+    left before sending the whole body (``dropped``)."""
 
     batches: int = 0
     lines: int = 0
@@ -162,7 +162,7 @@ class ServerStats:
     queued_lines: int = 0
     busy: bool = False
     dropped: int = 0
-    busy_seconds: float = field(default=0.0, repr=False)
+    decoding_seconds: float = 0.0
 
 
 class Batcher:
@@ -272,7 +272,7 @@ class Batcher:
                     results = await self.run_in_worker(self._decode_now, lines, live[0].decoding)
                 finally:
                     self.stats.busy = False
-                    self.stats.busy_seconds += time.perf_counter() - started
+                    self.stats.decoding_seconds += time.perf_counter() - started
                 self.stats.batches += 1
                 self.stats.lines += len(lines)
                 self.stats.requests += len(live)
@@ -545,7 +545,7 @@ def create_app(
     @app.get("/health")
     async def health() -> dict[str, Any]:
         stats = asdict(batcher.stats)
-        stats.pop("busy_seconds")
+        stats["decoding_seconds"] = round(stats["decoding_seconds"], 3)
         return {
             "status": "ok",
             **(model_info or {}),
