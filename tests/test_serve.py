@@ -46,7 +46,7 @@ def translator(tiny_run):
 def running(app):
     """``app`` served by uvicorn on a thread, on a free port of 127.0.0.1; yields its base URL."""
     sock = serve.listen("127.0.0.1", 0)
-    server = serve.make_server(app, [sock], log_level="warning", access_log=False)
+    server = serve.make_server(app, log_level="warning", access_log=False)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_SECONDS
@@ -631,10 +631,10 @@ def test_nmt_serve_serves_the_latest_run_on_localhost_until_sigterm(tmp_path, ti
     finally:
         if child.poll() is None:
             child.kill()
-    log = (tmp_path / "stderr").read_text(encoding="utf-8") + (tmp_path / "stdout").read_text(
-        encoding="utf-8"
-    )
+    log = (tmp_path / "stderr").read_text(encoding="utf-8")
     assert "Traceback" not in log and "Exception" not in log, log
+    assert '"POST /translate HTTP/1.1" 413' in log  # the access log, on stderr with the rest
+    assert (tmp_path / "stdout").read_text(encoding="utf-8") == ""
     assert code == 128 + signal.SIGTERM, log
 
 

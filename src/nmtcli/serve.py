@@ -40,7 +40,7 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -654,13 +654,22 @@ def raise_file_limit() -> None:
             )
 
 
-def make_server(app, sockets: Sequence[socket.socket], log_level: str = "info", access_log: bool = True):
-    """A ``uvicorn.Server`` for ``app``; ``server.run(sockets=sockets)`` serves until a signal, and a
-    test may run it on a thread and set ``should_exit``."""
-    import uvicorn
+def make_server(app, log_level: str = "info", access_log: bool = True):
+    """A ``uvicorn.Server`` for ``app``, its logs (the access log too) on stderr;
+    ``server.run(sockets=[listen(...)])`` serves until a signal, and a test may run it on a thread and
+    set ``should_exit``."""
+    import copy
 
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    logging_config = copy.deepcopy(LOGGING_CONFIG)
+    for handler in logging_config.get("handlers", {}).values():
+        if handler.get("stream") == "ext://sys.stdout":
+            handler["stream"] = "ext://sys.stderr"  # the access log is a diagnostic, as all nmt logs are
     config = uvicorn.Config(
         app,
+        log_config=logging_config,
         log_level=log_level,
         access_log=access_log,
         backlog=4096,  # bursts of thousands of connections wait in the kernel, not refused
@@ -672,4 +681,4 @@ def make_server(app, sockets: Sequence[socket.socket], log_level: str = "info", 
 def run_server(app, sock: socket.socket, log_level: str = "info", access_log: bool = True) -> None:
     """Serve ``app`` on ``sock`` until SIGINT or SIGTERM."""
     raise_file_limit()
-    make_server(app, [sock], log_level, access_log).run(sockets=[sock])
+    make_server(app, log_level, access_log).run(sockets=[sock])
