@@ -232,8 +232,8 @@ def train(
     reduce_lr_factor: Annotated[
         float,
         typer.Option(
-            help="Multiply the learning rate by this after --reduce-lr-patience epochs without a better "
-            "--early-stopping-metric; 0 = off.",
+            help="Multiply the learning rate (with --warmup-steps: the whole schedule) by this after "
+            "--reduce-lr-patience epochs without a better --early-stopping-metric; 0 = off.",
             rich_help_panel=QUALITY,
         ),
     ] = T.reduce_lr_factor or 0.0,
