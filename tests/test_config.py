@@ -157,6 +157,7 @@ def test_from_dict_validates() -> None:
 def test_library_modules_do_not_import_tensorflow(tmp_path) -> None:
     code = (
         "import nmtcli.corpus, nmtcli.vectorizers, nmtcli.config, nmtcli.workspace, nmtcli.cli; "
+        "import nmtcli.fine_tuning; "
         "import sys; assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
     )
     result = subprocess.run(

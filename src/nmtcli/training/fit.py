@@ -298,8 +298,9 @@ class _Fit:
         model = self.compiled_model()
         if self.config.init_from is not None and not started:
             # Fine-tuning: the parent's weights; after a resume the backup's are restored instead.
+            weights = RunFolder(self.config.init_from).load_model().get_weights()
             with _scope(self.strategy):
-                model.set_weights(RunFolder(self.config.init_from).load_model().get_weights())
+                model.set_weights(weights)
         record, chain = self.callbacks(valid_set is not None, log)
         batches = count_batches(
             train_pairs.lengths, boundaries, self.config.batch_size, self.config.batch_tokens
