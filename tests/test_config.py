@@ -239,7 +239,8 @@ def test_bleu_early_stopping_needs_a_bleu_sample() -> None:
         {"max_minutes": None},
         {"max_minutes": 0.01},
         {"max_minutes": 1e6},
-        {"warmup_steps": 0},
+        {"warmup_steps": None},
+        {"warmup_steps": 1},
         {"warmup_steps": 10_000_000},
         {"batch_tokens": None},
         {"batch_tokens": 1},
@@ -313,7 +314,13 @@ def test_architecture_training_defaults_are_owned_by_the_config() -> None:
         assert arch not in ARCH_TRAINING_DEFAULTS
     transformer = TrainConfig.for_arch("transformer")
     assert (transformer.label_smoothing, transformer.warmup_steps) == (0.1, 1000)
-    assert TrainConfig().label_smoothing == 0.0 and TrainConfig().warmup_steps == 0
+    assert TrainConfig().label_smoothing == 0.0 and TrainConfig().warmup_steps is None
+    assert TrainConfig(warmup_steps=0) == TrainConfig()  # 0 is off, stored as None
+    # A config saved before warmup_steps existed reads as today's defaults.
+    assert (
+        TrainConfig.from_dict({k: v for k, v in TrainConfig().to_dict().items() if k != "warmup_steps"})
+        == TrainConfig()
+    )
     # Given settings win over the architecture's.
     assert TrainConfig.for_arch("transformer", label_smoothing=0.0, warmup_steps=0) == TrainConfig()
     with pytest.raises(ConfigError, match="arch must be one of"):

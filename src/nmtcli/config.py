@@ -224,7 +224,7 @@ class TrainConfig(_Serializable):
 
     ``batch_size`` counts sentence pairs per batch; ``batch_tokens``, when set, sizes batches in tokens
     per length bucket instead (``pipeline.bucket_batch_sizes``) and ``batch_size`` is not used for
-    training batches. ``warmup_steps`` above 0: the learning rate rises linearly to ``learning_rate``
+    training batches. ``warmup_steps`` set: the learning rate rises linearly to ``learning_rate``
     over that many steps, then falls with the inverse square root of the step (``training.schedule``).
     ``init_from``: the run folder whose weights (and vocabularies) a fine-tuning starts from, as
     resolved when training started; None for a model trained from scratch.
@@ -235,7 +235,9 @@ class TrainConfig(_Serializable):
     batch_tokens: int | None = None
     optimizer: str = "adam"
     learning_rate: float = 1e-3  # the peak, after warmup, when warmup_steps is set
-    warmup_steps: int = 0
+    # None (or 0, stored as None) = a constant rate; None, not 0, so configs saved before the setting
+    # existed read as the same settings (an interrupted run of an older version still resumes).
+    warmup_steps: int | None = None
     clipnorm: float | None = 1.0
     patience: int = 3
     seed: int = 1234
@@ -266,7 +268,10 @@ class TrainConfig(_Serializable):
         _check_range("batch_size", self.batch_size, 1, 65_536)
         if self.batch_tokens is not None:
             _check_range("batch_tokens", self.batch_tokens, 1, 10_000_000)
-        _check_range("warmup_steps", self.warmup_steps, 0, 10_000_000)
+        if self.warmup_steps is not None:
+            _check_range("warmup_steps", self.warmup_steps, 0, 10_000_000)
+            if not self.warmup_steps:
+                object.__setattr__(self, "warmup_steps", None)
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
             raise ConfigError(f"init_from must name a run folder; got {self.init_from!r}", field="init_from")
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)

@@ -228,7 +228,7 @@ def train(
             show_default=False,
             rich_help_panel=QUALITY,
         ),
-    ] = T.warmup_steps,
+    ] = T.warmup_steps or 0,
     reduce_lr_factor: Annotated[
         float,
         typer.Option(
