@@ -79,7 +79,7 @@ def check_parent(path: str | os.PathLike, model: ModelConfig, source: Any, targe
         if not same:
             raise ConfigError(
                 f"init_from: the prepared data's {side} vocabulary is not the one of {path}; prepare "
-                f"the new data with `nmt prepare --vocab-from {path}`",
+                "the new data with that run's vocabularies (`nmt prepare --vocab-from RUN`)",
                 field="init_from",
             )
     return run
