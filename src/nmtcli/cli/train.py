@@ -221,14 +221,14 @@ def train(
         ),
     ] = T.label_smoothing,
     warmup_steps: Annotated[
-        int,
+        int | None,
         typer.Option(
             help="Raise the learning rate linearly over this many steps, then lower it with the inverse "
             "square root of the step; 0 = a constant rate. " + default_note("warmup_steps", "0"),
             show_default=False,
             rich_help_panel=QUALITY,
         ),
-    ] = T.warmup_steps or 0,
+    ] = T.warmup_steps,
     reduce_lr_factor: Annotated[
         float,
         typer.Option(
