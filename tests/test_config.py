@@ -157,6 +157,7 @@ def test_from_dict_validates() -> None:
 def test_library_modules_do_not_import_tensorflow(tmp_path) -> None:
     code = (
         "import nmtcli.corpus, nmtcli.vectorizers, nmtcli.config, nmtcli.workspace, nmtcli.cli; "
+        "import nmtcli.fine_tuning; "
         "import sys; assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
     )
     result = subprocess.run(
@@ -189,6 +190,11 @@ NEW_FIELDS_INVALID = [
     (TrainConfig, {"max_minutes": -1.0}, "max_minutes"),
     (TrainConfig, {"max_minutes": "5"}, "max_minutes"),
     (ModelConfig, {"tie_embeddings": "yes"}, "tie_embeddings"),
+    (TrainConfig, {"warmup_steps": -1}, "warmup_steps"),
+    (TrainConfig, {"warmup_steps": 1.5}, "warmup_steps"),
+    (TrainConfig, {"batch_tokens": 0}, "batch_tokens"),
+    (TrainConfig, {"batch_tokens": 10_000_001}, "batch_tokens"),
+    (TrainConfig, {"init_from": ""}, "init_from"),
 ]
 
 
@@ -233,6 +239,12 @@ def test_bleu_early_stopping_needs_a_bleu_sample() -> None:
         {"max_minutes": None},
         {"max_minutes": 0.01},
         {"max_minutes": 1e6},
+        {"warmup_steps": None},
+        {"warmup_steps": 1},
+        {"warmup_steps": 10_000_000},
+        {"batch_tokens": None},
+        {"batch_tokens": 1},
+        {"init_from": "/runs/parent"},
     ],
     ids=repr,
 )
@@ -269,6 +281,8 @@ CLI_INVALID = [
     (["--bleu-sample", "-1"], "--bleu-sample"),
     (["--max-minutes", "-1"], "--max-minutes"),
     (["--early-stopping-metric", "bleu", "--bleu-sample", "0"], "--bleu-sample"),
+    (["--warmup-steps", "-1"], "--warmup-steps"),
+    (["--batch-tokens", "0"], "--batch-tokens"),
 ]
 
 
@@ -282,6 +296,47 @@ def test_train_command_reports_a_bad_new_option_on_one_line(tmp_path, args, flag
     line = assert_error(nmt("train", "--workspace", tmp_path / "ws", *args))
     assert line.startswith(f"nmt: error: {flag} "), line
     assert not (tmp_path / "ws").exists()
+
+
+def test_batch_size_and_batch_tokens_exclude_each_other_on_the_command_line(tmp_path) -> None:
+    from test_cli import assert_error, nmt
+
+    line = assert_error(nmt("train", "-w", tmp_path / "ws", "--batch-size", "8", "--batch-tokens", "500"))
+    assert line == "nmt: error: give --batch-size or --batch-tokens, not both"
+
+
+def test_architecture_training_defaults_are_owned_by_the_config() -> None:
+    from nmtcli.config import ARCH_TRAINING_DEFAULTS
+
+    # The recurrent models keep the measured defaults; the transformer smooths labels and warms up.
+    for arch in ("lstm", "gru-attention"):
+        assert TrainConfig.for_arch(arch) == TrainConfig()
+        assert arch not in ARCH_TRAINING_DEFAULTS
+    transformer = TrainConfig.for_arch("transformer")
+    assert (transformer.label_smoothing, transformer.warmup_steps) == (0.1, 1000)
+    assert TrainConfig().label_smoothing == 0.0 and TrainConfig().warmup_steps is None
+    assert TrainConfig(warmup_steps=0) == TrainConfig()  # 0 is off, stored as None
+    # A config saved before warmup_steps existed reads as today's defaults.
+    assert (
+        TrainConfig.from_dict({k: v for k, v in TrainConfig().to_dict().items() if k != "warmup_steps"})
+        == TrainConfig()
+    )
+    # Given settings win over the architecture's.
+    assert TrainConfig.for_arch("transformer", label_smoothing=0.0, warmup_steps=0) == TrainConfig()
+    with pytest.raises(ConfigError, match="arch must be one of"):
+        TrainConfig.for_arch("rnn")
+
+
+def test_the_train_help_shows_the_architecture_defaults() -> None:
+    from typer.testing import CliRunner
+
+    from nmtcli.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "300"})
+    text = " ".join(result.stdout.split())
+    assert "[default: 0.0; transformer: 0.1]" in text
+    assert "[default: 0; transformer: 1000]" in text
+    assert "--batch-tokens" in text and "--init-from" in text
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,7 +7,13 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from nmtcli.pipeline import EncodedPairs, bucket_boundaries, count_batches, make_dataset
+from nmtcli.pipeline import (
+    EncodedPairs,
+    bucket_batch_sizes,
+    bucket_boundaries,
+    count_batches,
+    make_dataset,
+)
 from nmtcli.vectorizers import END_ID, PAD_ID, START_ID, Vectorizer, Vocabulary, WordTokenizer
 
 
@@ -162,3 +168,57 @@ def test_fixed_shapes_pad_each_batch_to_its_bucket_boundary(encoded) -> None:
     assert shapes <= {3, 5, top - 1}
     assert Counter(seen) == Counter(examples(encoded))
     assert len(list(dataset)) == count_batches(encoded.lengths, boundaries, 8)
+
+
+# --------------------------------------------------------------------------------------------------
+# Batches sized in tokens
+
+
+def test_bucket_batch_sizes_fit_the_tokens_at_each_buckets_longest_length() -> None:
+    assert bucket_batch_sizes([4, 8], longest=20, batch_size=5) == [5, 5, 5]
+    # Longest lengths 3, 7 and 20 (the last bucket's: the longest pair).
+    assert bucket_batch_sizes([4, 8], longest=20, batch_size=5, batch_tokens=60) == [20, 8, 3]
+    # At least one pair, even when one pair is longer than the budget.
+    assert bucket_batch_sizes([4, 8], longest=20, batch_size=5, batch_tokens=10) == [3, 1, 1]
+    # The last bucket's bound when no pair is longer (the fixed shapes' extra bucket).
+    assert bucket_batch_sizes([4, 8], longest=5, batch_size=5, batch_tokens=64) == [21, 9, 8]
+
+
+@pytest.mark.parametrize("fixed_shapes", [False, True])
+@pytest.mark.parametrize("batch_tokens", [7, 20, 64])
+def test_token_batches_stay_within_their_budget_and_hold_every_pair_once(
+    encoded, batch_tokens: int, fixed_shapes: bool
+) -> None:
+    boundaries = bucket_boundaries(encoded.lengths, buckets=4)
+    dataset = make_dataset(
+        encoded,
+        1000,  # unused with batch_tokens
+        boundaries=boundaries,
+        shuffle=True,
+        seed=5,
+        batch_tokens=batch_tokens,
+        fixed_shapes=fixed_shapes,
+    )
+    seen, sizes = [], []
+    for source, target_in, target_out in batches(dataset):
+        rows, longest = len(source), max(source.shape[1], target_in.shape[1] + 1)
+        # Over the budget only with a single pair too long for it.
+        assert rows * longest <= batch_tokens or rows == 1
+        sizes.append(rows)
+        for s, t_in, t_out in zip(source, target_in, target_out, strict=True):
+            seen.append((unpad(s), unpad(np.append(t_in[:1], t_out))))
+    assert Counter(seen) == Counter(examples(encoded))
+    assert len(sizes) == count_batches(encoded.lengths, boundaries, 1000, batch_tokens)
+    assert int(dataset.cardinality()) == len(sizes)
+    if batch_tokens == 64:
+        assert max(sizes) > 2 * min(sizes)  # short pairs come in bigger batches
+
+
+def test_token_batches_are_the_same_for_the_same_seed(encoded) -> None:
+    def order(seed: int) -> list[list[tuple[int, ...]]]:
+        dataset = make_dataset(encoded, 8, shuffle=True, seed=seed, batch_tokens=30)
+        return [[unpad(row) for row in source] for source, _, _ in batches(dataset)]
+
+    first = order(3)
+    assert order(3) == first
+    assert order(4) != first

@@ -83,6 +83,17 @@ def test_apply_preset_fills_only_what_the_caller_did_not_give() -> None:
     assert apply_preset(None).model == ModelConfig()
 
 
+def test_the_chosen_architecture_fills_its_own_training_defaults_below_the_preset_and_the_caller() -> None:
+    transformer = apply_preset(None, model={"arch": "transformer"}).training
+    assert (transformer.label_smoothing, transformer.warmup_steps) == (0.1, 1000)
+    assert apply_preset(None, model={"arch": "gru-attention"}).training.label_smoothing == 0.0
+    given = apply_preset(None, model={"arch": "transformer"}, training={"label_smoothing": 0.2}).training
+    assert (given.label_smoothing, given.warmup_steps) == (0.2, 1000)
+    # A preset's setting wins over the architecture's (the seeds turn label smoothing off).
+    seed = apply_preset("seed-000", model={"arch": "transformer", "units": 32, "heads": 4}).training
+    assert (seed.label_smoothing, seed.warmup_steps) == (0.0, 1000)
+
+
 def test_apply_preset_reports_an_invalid_given_value_by_its_field() -> None:
     with pytest.raises(ConfigError) as info:
         apply_preset("seed-000", training={"epochs": 0})

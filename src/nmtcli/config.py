@@ -209,14 +209,35 @@ class ModelConfig(_Serializable):
             )
 
 
+# Training settings whose default depends on the architecture: written here once. ``TrainConfig``'s own
+# defaults are the recurrent models' (measured, docs/results.md); the transformer's are the recipe of
+# issue 15's probe (label smoothing 0.1, 1,000 warmup steps then inverse square root). Presets and the
+# command line fill them in through ``TrainConfig.for_arch``; ``nmt train --help`` shows them.
+ARCH_TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
+    "transformer": {"label_smoothing": 0.1, "warmup_steps": 1000},
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig(_Serializable):
-    """How a model is fitted."""
+    """How a model is fitted.
+
+    ``batch_size`` counts sentence pairs per batch; ``batch_tokens``, when set, sizes batches in tokens
+    per length bucket instead (``pipeline.bucket_batch_sizes``) and ``batch_size`` is not used for
+    training batches. ``warmup_steps`` set: the learning rate rises linearly to ``learning_rate``
+    over that many steps, then falls with the inverse square root of the step (``training.schedule``).
+    ``init_from``: the run folder whose weights (and vocabularies) a fine-tuning starts from, as
+    resolved when training started; None for a model trained from scratch.
+    """
 
     epochs: int = 10
     batch_size: int = 64
+    batch_tokens: int | None = None
     optimizer: str = "adam"
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # the peak, after warmup, when warmup_steps is set
+    # None (or 0, stored as None) = a constant rate; None, not 0, so configs saved before the setting
+    # existed read as the same settings (an interrupted run of an older version still resumes).
+    warmup_steps: int | None = None
     clipnorm: float | None = 1.0
     patience: int = 3
     seed: int = 1234
@@ -232,10 +253,27 @@ class TrainConfig(_Serializable):
     max_minutes: float | None = None  # stop before an epoch that would end past this budget
 
     distribute: str | None = None  # None (one device), "mirrored" or "multi-worker"; see distribution.py
+    init_from: str | None = None
+
+    @classmethod
+    def for_arch(cls, arch: str, **settings: Any) -> TrainConfig:
+        """A config for ``arch`` with ``settings`` on top of that architecture's defaults
+        (``ARCH_TRAINING_DEFAULTS``), then the class defaults: ``TrainConfig.for_arch("transformer")``
+        smooths labels by 0.1 and warms up for 1,000 steps."""
+        _check_choice("arch", arch, ARCHITECTURES)
+        return cls(**{**ARCH_TRAINING_DEFAULTS.get(arch, {}), **settings})
 
     def __post_init__(self) -> None:
         _check_range("epochs", self.epochs, 1, 100_000)
         _check_range("batch_size", self.batch_size, 1, 65_536)
+        if self.batch_tokens is not None:
+            _check_range("batch_tokens", self.batch_tokens, 1, 10_000_000)
+        if self.warmup_steps is not None:
+            _check_range("warmup_steps", self.warmup_steps, 0, 10_000_000)
+            if not self.warmup_steps:
+                object.__setattr__(self, "warmup_steps", None)
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
+            raise ConfigError(f"init_from must name a run folder; got {self.init_from!r}", field="init_from")
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_range("learning_rate", self.learning_rate, 0, 10, integer=False, low_inclusive=False)
         if self.clipnorm is not None:

@@ -63,6 +63,19 @@ DATA_FILES = ("manifest.json", "train.tsv", "valid.tsv", "test.tsv", "vocab/*.tx
 
 
 @dataclass(frozen=True)
+class GivenVocabularies:
+    """Vocabularies of one level to encode new data with instead of building new ones (``nmt prepare
+    --vocab-from RUN``, see ``fine_tuning``): written as that level's files, byte for byte the same
+    tokens (and SentencePiece models), so a model trained with them can be fine-tuned on the data.
+    ``source`` and ``target`` are vectorizers of ``level``; ``origin`` (the run) goes into the manifest."""
+
+    level: str
+    source: Any
+    target: Any
+    origin: str
+
+
+@dataclass(frozen=True)
 class Pair:
     source: str
     target: str
@@ -560,8 +573,12 @@ def prepare(
     config: PrepareConfig | None = None,
     target_path: str | os.PathLike | None = None,
     warn: Any = None,
+    vocabularies: GivenVocabularies | None = None,
 ) -> dict[str, Any]:
     """Read, normalise, filter, deduplicate and split a corpus; build vocabularies; write a data folder.
+
+    ``vocabularies``: the vocabularies of their level are taken as given instead of built from the
+    training split (the other levels' are built as usual); the manifest names their ``origin``.
 
     Returns the manifest (also written as ``manifest.json``). Nothing in ``output_dir`` changes unless
     the whole preparation succeeds. The corpus is streamed: memory holds 16 bytes per pair and the
@@ -587,7 +604,7 @@ def prepare(
     remove_stale_temporaries(output_dir.parent, output_dir.name)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
     try:
-        manifest = _prepare_into(tmp_dir, corpus, config, target_path, warn)
+        manifest = _prepare_into(tmp_dir, corpus, config, target_path, warn, vocabularies)
         make_private_dir_public(tmp_dir)
         replace_dir(tmp_dir, output_dir, known=DATA_FILES)
     except OSError as exc:
@@ -602,16 +619,26 @@ def prepare(
 
 
 def _prepare_into(
-    out: Path, corpus_path: Path, config: PrepareConfig, target_path: str | os.PathLike | None, warn: Any
+    out: Path,
+    corpus_path: Path,
+    config: PrepareConfig,
+    target_path: str | os.PathLike | None,
+    warn: Any,
+    given: GivenVocabularies | None = None,
 ) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         # A pipe or stdin is copied into the temporary folder once, hashed on the way.
         corpus, target = _open_corpora(stack, corpus_path, target_path, config, out)
-        return _prepare_from(out, corpus, target, config, warn)
+        return _prepare_from(out, corpus, target, config, warn, given)
 
 
 def _prepare_from(
-    out: Path, corpus: CorpusFile, target_file: CorpusFile | None, config: PrepareConfig, warn: Any
+    out: Path,
+    corpus: CorpusFile,
+    target_file: CorpusFile | None,
+    config: PrepareConfig,
+    warn: Any,
+    given: GivenVocabularies | None = None,
 ) -> dict[str, Any]:
     word_tokenizer = make_tokenizer("word")
     bad = _BadLines(config.on_bad_line, warn)
@@ -686,6 +713,9 @@ def _prepare_from(
         key: Vocabulary.from_counts(count, config.max_vocab, config.min_count)
         for key, count in counts.items()
     }
+    if given is not None and given.level in LEVELS:
+        vocabularies[given.level, "source"] = given.source.vocabulary
+        vocabularies[given.level, "target"] = given.target.vocabulary
     (out / "vocab").mkdir()
     for (level, side), vocabulary in vocabularies.items():
         vocabulary.save(out / "vocab" / f"{side}.{level}.txt")
@@ -720,10 +750,14 @@ def _prepare_from(
             for level in LEVELS
         },
     }
-    subwords = prepare_subwords(out, config)  # vocab/{side}.subword.txt and .model
+    # vocab/{side}.subword.txt and .model
+    fixed = (given.source, given.target) if given is not None and given.level == "subword" else None
+    subwords = prepare_subwords(out, config, fixed)
     for key in ("vocab_size", "max_length", "unk_rate"):
         manifest[key]["subword"] = subwords[key]
     manifest["subword"] = subwords["subword"]
+    if given is not None:
+        manifest["vocab_from"] = {"run": given.origin, "level": given.level}
     atomic_write_json(out / "manifest.json", manifest)
     return manifest
 

@@ -72,11 +72,31 @@ def bucket_boundaries(lengths: np.ndarray, buckets: int = 10) -> list[int]:
     return bounds
 
 
-def count_batches(lengths: np.ndarray, boundaries: list[int], batch_size: int) -> int:
+def bucket_batch_sizes(
+    boundaries: list[int], longest: int, batch_size: int, batch_tokens: int | None = None
+) -> list[int]:
+    """Rows per batch in each of the ``len(boundaries) + 1`` buckets.
+
+    ``batch_size`` pairs in every bucket; or, with ``batch_tokens``, as many pairs as fit that many
+    tokens at the bucket's longest length (its boundary minus 1; the last bucket's, ``longest``),
+    counting the longer side of each pair with its start and end ids, and at least one pair. So short
+    sentences come in big batches and long ones in small: the padded tokens per batch, and with them
+    a step's time and memory, stay about even (fairseq's ``--max-tokens``).
+    """
+    if batch_tokens is None:
+        return [batch_size] * (len(boundaries) + 1)
+    uppers = [bound - 1 for bound in boundaries] + [max(longest, boundaries[-1])]
+    return [max(1, batch_tokens // max(upper, 1)) for upper in uppers]
+
+
+def count_batches(
+    lengths: np.ndarray, boundaries: list[int], batch_size: int, batch_tokens: int | None = None
+) -> int:
     """Exactly how many batches ``make_dataset`` yields for these lengths."""
     bucket_of = np.searchsorted(np.asarray(boundaries), lengths, side="right")
     counts = np.bincount(bucket_of, minlength=len(boundaries) + 1)
-    return int(sum(math.ceil(c / batch_size) for c in counts))
+    sizes = bucket_batch_sizes(boundaries, int(lengths.max(initial=0)), batch_size, batch_tokens)
+    return int(sum(math.ceil(c / size) for c, size in zip(counts, sizes, strict=True)))
 
 
 def make_dataset(
@@ -89,8 +109,12 @@ def make_dataset(
     fixed_shapes: bool = False,
     replicas: int | None = None,
     first_epoch: int = 0,
+    batch_tokens: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of similar-length pairs, padded to the longest in each batch.
+
+    ``batch_size`` pairs per batch; with ``batch_tokens``, batches sized in tokens per length bucket
+    instead (see :func:`bucket_batch_sizes`), ``batch_size`` then unused.
 
     ``shuffle``: a new order on every pass, the n-th pass's order fixed by ``seed``; ``first_epoch``
     passes are skipped (a resumed training), so that its next epoch sees the order it would have.
@@ -125,12 +149,14 @@ def make_dataset(
 
     dataset = order.map(pair)
     boundaries = boundaries or bucket_boundaries(data.lengths)
+    longest = int(data.lengths.max(initial=0))
     if fixed_shapes:  # the last bucket needs an upper bound to pad to
-        boundaries = [*boundaries, max(boundaries[-1], int(data.lengths.max(initial=0))) + 1]
+        boundaries = [*boundaries, max(boundaries[-1], longest) + 1]
+    sizes = bucket_batch_sizes(boundaries, longest, batch_size, batch_tokens)
     dataset = dataset.bucket_by_sequence_length(
         lambda s, t: tf.maximum(tf.shape(s)[0], tf.shape(t)[0]),
         bucket_boundaries=boundaries,
-        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+        bucket_batch_sizes=sizes,
         pad_to_bucket_boundary=fixed_shapes,
     )
     dataset = dataset.map(lambda s, t: ((s, t[:, :-1]), t[:, 1:]), num_parallel_calls=tf.data.AUTOTUNE)
@@ -140,7 +166,7 @@ def make_dataset(
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     # The batch count is known exactly; telling tf.data lets Keras size its progress and epochs.
-    batches = count_batches(data.lengths, boundaries, batch_size)
+    batches = count_batches(data.lengths, boundaries, batch_size, batch_tokens)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset.prefetch(tf.data.AUTOTUNE)
 

@@ -2,7 +2,8 @@
 
 A preset is a set of config overrides in library terms (``None`` turns a setting off, as in the
 configs). ``apply_preset`` builds the configs: the caller's own settings first, then the preset's,
-then the configs' defaults, so ``apply_preset("seed-003", training={"epochs": 5})`` runs the
+then the architecture's training defaults (``config.ARCH_TRAINING_DEFAULTS``), then the configs'
+defaults, so ``apply_preset("seed-003", training={"epochs": 5})`` runs the
 seed-003 recipe for 5 epochs. ``nmt prepare --preset`` and ``nmt train --preset`` pass the options
 the user typed. The measured results of each recipe are in docs/results.md.
 """
@@ -133,12 +134,14 @@ def apply_preset(
     """The configs of preset ``name`` (None: no preset) with the caller's settings on top.
 
     ``model``, ``training`` and ``prepare`` hold only the settings the caller chose, by config field
-    name; the preset fills the rest, and the configs' defaults fill what neither sets. Raises
+    name; the preset fills the rest, then the chosen architecture's training defaults
+    (``TrainConfig.for_arch``), and the configs' defaults fill what none sets. Raises
     ``ConfigError`` for an unknown preset or an invalid value (its ``field`` names the setting).
     """
     preset = get_preset(name) if name is not None else Preset("none", "")
+    model_config = ModelConfig(**{**preset.model, **(model or {})})
     return PresetConfigs(
         prepare=PrepareConfig(**{**preset.prepare, **(prepare or {})}),
-        model=ModelConfig(**{**preset.model, **(model or {})}),
-        training=TrainConfig(**{**preset.training, **(training or {})}),
+        model=model_config,
+        training=TrainConfig.for_arch(model_config.arch, **{**preset.training, **(training or {})}),
     )

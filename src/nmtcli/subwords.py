@@ -234,10 +234,13 @@ def _split_sentences(path: Path, column: int | None) -> Iterator[str]:
                 yield fields[column]
 
 
-def prepare_subwords(out: Path, config: Any) -> dict[str, Any]:
+def prepare_subwords(
+    out: Path, config: Any, given: tuple[SubwordVectorizer, SubwordVectorizer] | None = None
+) -> dict[str, Any]:
     """Train the subword model(s) on ``out/train.tsv`` and save them as ``out/vocab/{side}.subword.*``.
 
-    ``config`` is the ``PrepareConfig``. Returns the manifest entries: ``vocab_size``,
+    ``config`` is the ``PrepareConfig``. ``given`` (source, target): save those models instead of
+    training new ones (``nmt prepare --vocab-from``). Returns the manifest entries: ``vocab_size``,
     ``max_length`` (longest training sentence in pieces, per side), ``unk_rate`` (valid and test; zero
     by construction with byte fallback, measured all the same) and ``subword`` (the settings used).
     """
@@ -249,7 +252,9 @@ def prepare_subwords(out: Path, config: Any) -> dict[str, Any]:
         sample=config.subword_sample,
         seed=config.seed,
     )
-    if config.joint_subwords:
+    if given is not None:
+        vectorizers = dict(zip(sides, given, strict=True))
+    elif config.joint_subwords:
         joint = SubwordVectorizer(train_subwords(_split_sentences(train, None), **common))
         vectorizers = dict.fromkeys(sides, joint)
     else:
@@ -278,11 +283,25 @@ def prepare_subwords(out: Path, config: Any) -> dict[str, Any]:
         "vocab_size": {side: len(vectorizers[side]) for side in sides},
         "max_length": longest,
         "unk_rate": unk_rate,
-        "subword": {
-            "type": config.subword_type,
-            "size": config.subword_size,
-            "joint": config.joint_subwords,
-            "sample": config.subword_sample,
+        "subword": _settings(config, given),
+    }
+
+
+def _settings(config: Any, given: tuple[SubwordVectorizer, SubwordVectorizer] | None) -> dict[str, Any]:
+    """The manifest's ``subword`` entry: the settings trained with, or what the given models are."""
+    if given is not None:
+        source, target = given
+        return {
+            "type": None,  # the run's, not recorded in its models' readable parts
+            "size": len(source),
+            "joint": source.model == target.model,
+            "sample": None,
             "byte_fallback": True,
-        },
+        }
+    return {
+        "type": config.subword_type,
+        "size": config.subword_size,
+        "joint": config.joint_subwords,
+        "sample": config.subword_sample,
+        "byte_fallback": True,
     }

@@ -144,6 +144,14 @@ def prepare(
     subword_sample: Annotated[
         int, typer.Option(help="Most training sentences the subword model learns from (both sides count).")
     ] = D.subword_sample,
+    vocab_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="Encode with this run's vocabularies (its SentencePiece models at subword level) instead "
+            "of building new ones, to fine-tune it with `nmt train --init-from RUN`.",
+            show_default=False,
+        ),
+    ] = None,
     preset: PresetOpt = None,
     json_output: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -151,10 +159,15 @@ def prepare(
     """Read a parallel corpus, clean it, split train/valid/test, build word, char and subword vocabularies."""
     from ..corpus import prepare as prepare_corpus
     from ..presets import apply_preset
-    from ..workspace import Workspace
+    from ..workspace import Workspace, resolve_model_dir
 
     config = apply_preset(preset, prepare=given(ctx, locals(), SETTINGS)).prepare
     ws = Workspace(workspace)
+    vocabularies = None
+    if vocab_from is not None:
+        from ..fine_tuning import run_vocabularies
+
+        vocabularies = run_vocabularies(resolve_model_dir(vocab_from, ws))
     output = output or ws.data_dir
     runs = ws.interrupted_runs_using(output)
     if runs:
@@ -162,7 +175,9 @@ def prepare(
             f"{output} is the prepared data of the interrupted run{'s' if len(runs) > 1 else ''} "
             f"{', '.join(runs)}; `nmt train --resume` will continue on the data written now"
         )
-    manifest = prepare_corpus(corpus, output, config, target_path=target_file, warn=render.notice)
+    manifest = prepare_corpus(
+        corpus, output, config, target_path=target_file, warn=render.notice, vocabularies=vocabularies
+    )
     render.print_result(
         {"output": str(output), **manifest}, json_output, render.prepare_summary(manifest, output)
     )

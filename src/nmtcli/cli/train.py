@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from ..config import ARCHITECTURES, LEVELS, ModelConfig, TrainConfig
+from ..config import ARCH_TRAINING_DEFAULTS, ARCHITECTURES, LEVELS, ModelConfig, TrainConfig
 from ..errors import ConfigError
 from . import render
 from .options import PresetName, given, preset_help
@@ -22,6 +22,17 @@ DATA, MODEL, TRAINING, QUALITY, SPEED, TRACKING = (
     "Output and tracking",
 )
 M, T = ModelConfig(), TrainConfig()  # the defaults shown, read from the configs so they cannot drift
+
+
+def default_note(name: str, off: str | None = None) -> str:
+    """The help's default of training setting ``name``: the config's, and where an architecture has
+    its own (``config.ARCH_TRAINING_DEFAULTS``), that one: ``[default: 0.0; transformer: 0.1]``."""
+    value = getattr(T, name)
+    parts = [off if off is not None and not value else str(value)]
+    parts += [f"{arch}: {own[name]}" for arch, own in ARCH_TRAINING_DEFAULTS.items() if name in own]
+    return f"\\[default: {'; '.join(parts)}]"
+
+
 MODEL_SETTINGS = (
     "arch",
     "level",
@@ -36,8 +47,10 @@ MODEL_SETTINGS = (
 TRAINING_SETTINGS = [
     "epochs",
     "batch_size",
+    "batch_tokens",
     "optimizer",
     "learning_rate",
+    "warmup_steps",
     "clipnorm",
     "seed",
     "patience",
@@ -96,6 +109,16 @@ def train(
             rich_help_panel=DATA,
         ),
     ] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-from",
+            help="Fine-tune: start from this run's weights, on data prepared with `nmt prepare --vocab-from "
+            "RUN`; the model settings are the run's (dropout may change).",
+            show_default=False,
+            rich_help_panel=DATA,
+        ),
+    ] = None,
     preset: Annotated[
         PresetName | None, typer.Option(help=preset_help(), show_default=False, rich_help_panel=MODEL)
     ] = None,
@@ -138,11 +161,21 @@ def train(
     batch_size: Annotated[
         int, typer.Option("--batch-size", "-b", help="Sentence pairs per batch.", rich_help_panel=TRAINING)
     ] = T.batch_size,
+    batch_tokens: Annotated[
+        int | None,
+        typer.Option(
+            help="Batches of about this many tokens instead of --batch-size pairs (not both): more short "
+            "sentences per batch than long ones; counts the longer side, padded. \\[default: off]",
+            show_default=False,
+            rich_help_panel=TRAINING,
+        ),
+    ] = None,
     optimizer: Annotated[
         Literal["adam", "rmsprop"], typer.Option(help="Optimizer.", rich_help_panel=TRAINING)
     ] = T.optimizer,
     learning_rate: Annotated[
-        float, typer.Option(help="Learning rate.", rich_help_panel=TRAINING)
+        float,
+        typer.Option(help="Learning rate; the peak after --warmup-steps.", rich_help_panel=TRAINING),
     ] = T.learning_rate,
     clipnorm: Annotated[
         float, typer.Option(help="Gradient norm clipping; 0 = off.", rich_help_panel=TRAINING)
@@ -181,14 +214,26 @@ def train(
     label_smoothing: Annotated[
         float,
         typer.Option(
-            help="Spread this share of the target probability over the vocabulary.", rich_help_panel=QUALITY
+            help="Spread this share of the target probability over the vocabulary. "
+            + default_note("label_smoothing"),
+            show_default=False,
+            rich_help_panel=QUALITY,
         ),
     ] = T.label_smoothing,
+    warmup_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Raise the learning rate linearly over this many steps, then lower it with the inverse "
+            "square root of the step; 0 = a constant rate. " + default_note("warmup_steps", "0"),
+            show_default=False,
+            rich_help_panel=QUALITY,
+        ),
+    ] = T.warmup_steps,
     reduce_lr_factor: Annotated[
         float,
         typer.Option(
-            help="Multiply the learning rate by this after --reduce-lr-patience epochs without a better "
-            "--early-stopping-metric; 0 = off.",
+            help="Multiply the learning rate (with --warmup-steps: the whole schedule) by this after "
+            "--reduce-lr-patience epochs without a better --early-stopping-metric; 0 = off.",
             rich_help_panel=QUALITY,
         ),
     ] = T.reduce_lr_factor or 0.0,
@@ -267,19 +312,30 @@ def train(
         ),
     ] = False,
 ) -> None:
-    """Train a seq2seq model (LSTM, or GRU with attention) on the prepared data."""
+    """Train a seq2seq model (LSTM, GRU with attention, or Transformer) on the prepared data, or fine-tune
+    a trained one (--init-from)."""
     from ..corpus import PreparedData
     from ..presets import apply_preset
-    from ..workspace import Workspace
+    from ..workspace import Workspace, resolve_model_dir
 
     values = locals()
-    configs = apply_preset(
-        preset, model=given(ctx, values, MODEL_SETTINGS), training=given(ctx, values, TRAINING_SETTINGS)
-    )
+    ws = Workspace(workspace)
+    model_settings = given(ctx, values, MODEL_SETTINGS)
+    training_settings = given(ctx, values, TRAINING_SETTINGS)
+    if "batch_size" in training_settings and "batch_tokens" in training_settings:
+        raise ConfigError("give --batch-size or --batch-tokens, not both")
+    if init_from is not None:
+        from ..fine_tuning import parent_model_settings
+
+        parent = resolve_model_dir(init_from, ws)
+        model_settings = parent_model_settings(parent, model_settings)
+        training_settings["init_from"] = str(parent)
+    configs = apply_preset(preset, model=model_settings, training=training_settings)
     if resume:
         # How this process runs (--distribute) is the command's; the rest is the run's own.
-        _warn_ignored_on_resume(ctx, [*MODEL_SETTINGS, *(s for s in TRAINING_SETTINGS if s != "distribute")])
-    ws = Workspace(workspace)
+        _warn_ignored_on_resume(
+            ctx, [*MODEL_SETTINGS, *(s for s in TRAINING_SETTINGS if s != "distribute"), "init_from"]
+        )
     PreparedData.load(data or ws.data_dir)  # say what is missing before TF loads
     check_mlflow_options(mlflow, mlflow_uri, experiment)
     if configs.training.distribute == "multi-worker":

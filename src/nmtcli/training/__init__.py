@@ -3,6 +3,7 @@
 - ``loss``: the training objective (``MaskedCrossEntropy``) and the per-token cross-entropy metric;
 - ``callbacks``: the history recorder and the callbacks that read it (best model, learning-rate cuts,
   early stopping, time budget, validation BLEU);
+- ``schedule``: the warmup then inverse-square-root learning rate (``WarmupInverseSquareRoot``);
 - ``workers``: multi-worker handling beside ``nmtcli.distribution``;
 - ``fit``: ``train()``, the one entry point.
 """
@@ -21,6 +22,7 @@ from .callbacks import (
 )
 from .fit import TrainResult, TranslatorFactory, dtype_policy, make_optimizer, train
 from .loss import MaskedCrossEntropy, TokenCrossEntropy, masked_loss
+from .schedule import WarmupInverseSquareRoot, schedule_of
 
 __all__ = [
     "MIN_LEARNING_RATE",
@@ -34,9 +36,11 @@ __all__ = [
     "TrainResult",
     "TranslatorFactory",
     "ValidationBleu",
+    "WarmupInverseSquareRoot",
     "bleu_sample",
     "dtype_policy",
     "make_optimizer",
     "masked_loss",
+    "schedule_of",
     "train",
 ]

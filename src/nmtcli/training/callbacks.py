@@ -20,6 +20,7 @@ import keras
 from ..corpus import group_references, reference_streams
 from ..history import History, epoch_row
 from ..run_folder import RunFolder
+from .schedule import schedule_of
 
 MIN_LEARNING_RATE = 1e-6
 
@@ -93,7 +94,11 @@ class ReduceLearningRateOnPlateau(keras.callbacks.Callback):
     """Multiplies the learning rate by ``factor`` after every ``patience`` epochs without a better
     best epoch, never below ``MIN_LEARNING_RATE``; not when training stops after this epoch anyway.
 
-    The rate in force comes from the optimizer, which ``BackupAndRestore`` restores on resume."""
+    A plain rate: the rate in force comes from the optimizer, which ``BackupAndRestore`` restores on
+    resume. A warmup schedule (``schedule.WarmupInverseSquareRoot``): the cut multiplies the whole
+    curve (its ``scale``), its peak never below ``MIN_LEARNING_RATE``; the scale is not saved with the
+    optimizer, so a resumed run recomputes it from the epochs in the history before its first epoch.
+    """
 
     def __init__(
         self,
@@ -107,15 +112,44 @@ class ReduceLearningRateOnPlateau(keras.callbacks.Callback):
         self.factor = factor
         self.patience = max(1, patience)
         self.log = log
+        self._scale_restored = False
+
+    def _cuts_after(self, since_best: int) -> bool:
+        return bool(since_best) and not since_best % self.patience
+
+    def scale_after(self, history: History, peak: float) -> float:
+        """The schedule's scale after the cuts this callback made over ``history``'s epochs."""
+        scale = 1.0
+        for count in range(1, len(history.rows) + 1):
+            part = History(history.rows[:count], history.early_stopping_metric)
+            if self._cuts_after(part.rows[-1]["epoch"] - (part.best_epoch() or 0)):
+                scale = max(scale * self.factor, MIN_LEARNING_RATE / peak)
+        return scale
+
+    def on_epoch_begin(self, epoch, logs=None):
+        schedule = schedule_of(self.model.optimizer)
+        if schedule is not None and not self._scale_restored:
+            # After RecordHistory has dropped the rows of epochs about to be run again.
+            schedule.scale.assign(self.scale_after(self.record.history, schedule.peak))
+        self._scale_restored = True
 
     def on_epoch_end(self, epoch, logs=None):
         row = self.record.add(epoch, logs)
         since_best = self.record.since_best()
-        if self.model.stop_training or not since_best or since_best % self.patience:
+        if self.model.stop_training or not self._cuts_after(since_best):
+            return
+        monitor = self.record.history.monitor
+        schedule = schedule_of(self.model.optimizer)
+        if schedule is not None:
+            scale = max(float(schedule.scale.numpy()) * self.factor, MIN_LEARNING_RATE / schedule.peak)
+            schedule.scale.assign(scale)
+            self.log(
+                f"no better {monitor} for {since_best} epoch(s): learning rate schedule x {scale:.3g} "
+                f"(peak {schedule.peak * scale:.3g})"
+            )
             return
         rate = max(row["learning_rate"] * self.factor, MIN_LEARNING_RATE)
         self.model.optimizer.learning_rate = rate
-        monitor = self.record.history.monitor
         self.log(f"no better {monitor} for {since_best} epoch(s): learning rate -> {rate:.3g}")
 
 

@@ -23,6 +23,7 @@ from ..corpus import PreparedData
 from ..distribution import make_strategy, read_cluster
 from ..errors import ConfigError
 from ..files import read_json
+from ..fine_tuning import check_parent
 from ..interrupts import watch
 from ..logs import epoch_logger, logger, shows_epochs
 from ..models import bf16, build_model
@@ -41,6 +42,7 @@ from .callbacks import (
     bleu_sample,
 )
 from .loss import TokenCrossEntropy, masked_loss
+from .schedule import WarmupInverseSquareRoot
 from .workers import peer_failures, worker_folder
 
 # Makes the translator that scores validation BLEU: called as
@@ -49,7 +51,12 @@ TranslatorFactory = Callable[[keras.Model, Vectorizer, Vectorizer, ModelConfig],
 
 
 def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
-    options: dict[str, Any] = {"learning_rate": config.learning_rate}
+    """The optimizer of ``config``: a plain learning rate, or with ``warmup_steps`` the warmup then
+    inverse-square-root schedule peaking at ``learning_rate``."""
+    rate: Any = config.learning_rate
+    if config.warmup_steps:
+        rate = WarmupInverseSquareRoot(config.learning_rate, config.warmup_steps)
+    options: dict[str, Any] = {"learning_rate": rate}
     if config.clipnorm is not None:
         options["clipnorm"] = config.clipnorm
     if config.optimizer == "rmsprop":
@@ -139,6 +146,10 @@ def train(
         shared_embeddings=model_config.arch == "transformer"
         and source.vocabulary.tokens == target.vocabulary.tokens,
     )
+    if train_config.init_from is not None:
+        # Before the run folder is claimed: a parent that does not fit is refused in one line.
+        parent = check_parent(train_config.init_from, model_config, source, target)
+        train_config = replace(train_config, init_from=str(parent.path.resolve()))
     settings = RunFolder.settings_of(model_config, train_config, data_dir)
     if task is None or task.is_chief:
         run, lock, resuming = claim_run(
@@ -215,6 +226,7 @@ class _Fit:
             "boundaries": boundaries,
             "fixed_shapes": self.config.jit_compile,
             "replicas": self.replicas,
+            "batch_tokens": self.config.batch_tokens,
         }
         train_set = make_dataset(
             train_pairs,
@@ -284,8 +296,15 @@ class _Fit:
         started = _resume_epoch(self.run_folder)
         train_set, valid_set, train_pairs, boundaries = self.datasets(started)
         model = self.compiled_model()
+        if self.config.init_from is not None and not started:
+            # Fine-tuning: the parent's weights; after a resume the backup's are restored instead.
+            weights = RunFolder(self.config.init_from).load_model().get_weights()
+            with _scope(self.strategy):
+                model.set_weights(weights)
         record, chain = self.callbacks(valid_set is not None, log)
-        batches = count_batches(train_pairs.lengths, boundaries, self.config.batch_size)
+        batches = count_batches(
+            train_pairs.lengths, boundaries, self.config.batch_size, self.config.batch_tokens
+        )
         arch, level = self.model_config.arch, self.model_config.level
         log(
             f"{'resuming' if resuming else 'training'} {arch} {level}-level "
@@ -293,6 +312,7 @@ class _Fit:
             f"{batches:,} batches per epoch"
             + (f", {self.replicas} replicas ({self.config.distribute})" if self.strategy else "")
             + (f", from epoch {started + 1}" if resuming else "")
+            + (f", fine-tuning {self.config.init_from}" if self.config.init_from else "")
             + f" -> {self.run_folder.path}"
         )
         with (

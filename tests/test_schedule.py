@@ -1,0 +1,155 @@
+"""The warmup then inverse-square-root learning rate: its curve, safe-mode reloading, learning-rate cuts
+on plateaus that scale the whole curve, and a resumed run that continues the curve where it stopped."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from nmtcli.config import ModelConfig, TrainConfig
+from nmtcli.models import build_model
+from nmtcli.run_folder import RunFolder
+from nmtcli.training import (
+    MIN_LEARNING_RATE,
+    RecordHistory,
+    ReduceLearningRateOnPlateau,
+    WarmupInverseSquareRoot,
+    make_optimizer,
+    masked_loss,
+    schedule_of,
+)
+
+
+def rate(schedule: WarmupInverseSquareRoot, step: int) -> float:
+    return float(keras.ops.convert_to_numpy(schedule(step)))
+
+
+def test_the_rate_rises_linearly_to_the_peak_then_falls_as_the_inverse_square_root() -> None:
+    schedule = WarmupInverseSquareRoot(0.002, 100)
+    # Step 0 is the first update: 1/100 of the peak, then +1/100 per step up to the peak at step 99.
+    assert rate(schedule, 0) == pytest.approx(0.002 / 100, rel=1e-5)
+    assert rate(schedule, 49) == pytest.approx(0.001, rel=1e-5)
+    assert rate(schedule, 99) == pytest.approx(0.002, rel=1e-5)
+    assert rate(schedule, 399) == pytest.approx(0.001, rel=1e-5)  # 4 x the warmup: half the peak
+    assert rate(schedule, 9999) == pytest.approx(0.0002, rel=1e-5)
+    rates = [rate(schedule, step) for step in range(0, 1000, 7)]
+    assert max(rates) <= 0.002 * (1 + 1e-6)
+    peak_at = int(np.argmax(rates))
+    assert all(np.diff(rates[: peak_at + 1]) > 0) and all(np.diff(rates[peak_at:]) < 0)
+    with pytest.raises(ValueError):
+        WarmupInverseSquareRoot(0.001, 0)
+
+
+def test_warmup_steps_choose_the_schedule_and_zero_keeps_a_constant_rate() -> None:
+    assert schedule_of(make_optimizer(TrainConfig())) is None
+    assert float(make_optimizer(TrainConfig(learning_rate=0.01)).learning_rate) == pytest.approx(0.01)
+    optimizer = make_optimizer(TrainConfig(learning_rate=0.01, warmup_steps=10))
+    schedule = schedule_of(optimizer)
+    assert isinstance(schedule, WarmupInverseSquareRoot)
+    assert (schedule.peak, schedule.warmup_steps) == (0.01, 10)
+    assert float(optimizer.learning_rate) == pytest.approx(0.001)  # step 0: 1/10 of the peak
+    # Inside a mixed-precision wrapper too.
+    assert schedule_of(keras.optimizers.LossScaleOptimizer(optimizer)) is schedule
+
+
+def test_a_model_compiled_with_the_schedule_reloads_in_safe_mode(tmp_path) -> None:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    schedule = WarmupInverseSquareRoot(0.01, 4, scale=0.5)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mse")
+    x, y = np.ones((8, 3), "float32"), np.zeros((8, 2), "float32")
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0)  # 4 steps
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    reloaded = schedule_of(loaded.optimizer)
+    assert isinstance(reloaded, WarmupInverseSquareRoot)
+    assert reloaded.get_config() == {"peak": 0.01, "warmup_steps": 4, "scale": 0.5}
+    assert int(loaded.optimizer.iterations) == 4
+    assert float(loaded.optimizer.learning_rate) == pytest.approx(float(model.optimizer.learning_rate))
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01 * 0.5 * math.sqrt(4 / 5), rel=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------
+# Cuts on plateaus, driven as model.fit would (no fitting): each epoch takes STEPS optimizer steps.
+
+STEPS = 10
+PEAK, WARMUP = 0.01, 15
+MODEL = ModelConfig(
+    arch="lstm", embedding_dim=4, units=4, dropout=0.0, source_vocab_size=8, target_vocab_size=8
+)
+
+
+def scheduled_model(peak: float = PEAK) -> keras.Model:
+    model = build_model(MODEL)
+    model.build()
+    model.compile(
+        optimizer=make_optimizer(TrainConfig(learning_rate=peak, warmup_steps=WARMUP)), loss=masked_loss()
+    )
+    model.optimizer.build(model.trainable_variables)
+    model.stop_training = False
+    return model
+
+
+def drive(run_dir: Path, model: keras.Model, values: list[float], first: int = 0, factor: float = 0.5):
+    """RecordHistory and ReduceLearningRateOnPlateau over epochs ``first``, ``first + 1``, ... whose
+    validation cross-entropy is ``values``; the optimizer's step is set as after that many epochs."""
+    record = RecordHistory(RunFolder(run_dir))
+    reduce = ReduceLearningRateOnPlateau(record, factor, 1)
+    callbacks = [record, reduce]
+    for callback in callbacks:
+        callback.set_model(model)
+        callback.on_train_begin()
+    model.optimizer.iterations.assign(first * STEPS)  # what BackupAndRestore restores
+    scales = []
+    for epoch, value in enumerate(values, first):
+        for callback in callbacks:
+            callback.on_epoch_begin(epoch)
+        scales.append(float(schedule_of(model.optimizer).scale.numpy()))
+        model.optimizer.iterations.assign((epoch + 1) * STEPS)
+        logs = {"loss": value, "cross_entropy": value, "val_loss": value, "val_cross_entropy": value}
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, dict(logs))
+    return record.history, scales
+
+
+def expected_rate(scale: float, epoch: int) -> float:
+    """The rate at the end of ``epoch`` (1-based) with ``scale``."""
+    s = epoch * STEPS + 1
+    return PEAK * scale * min(s / WARMUP, math.sqrt(WARMUP / s))
+
+
+VALUES = [2.0, 1.5, 1.6, 1.7, 1.4, 1.5]  # best at 2, then 5: cuts after epochs 3, 4 and 6
+SCALES = [1.0, 1.0, 1.0, 0.5, 0.25, 0.25]  # in force during each epoch
+
+
+def test_a_plateau_cut_scales_the_whole_schedule(tmp_path) -> None:
+    model = scheduled_model()
+    history, scales = drive(tmp_path, model, VALUES)
+    assert scales == SCALES
+    assert float(schedule_of(model.optimizer).scale.numpy()) == 0.125
+    recorded = [row["learning_rate"] for row in history.rows]
+    assert recorded == pytest.approx([expected_rate(s, e) for e, s in enumerate(SCALES, 1)], rel=1e-5)
+
+
+def test_a_resumed_run_restores_the_scale_from_the_history(tmp_path) -> None:
+    straight = drive(tmp_path / "straight", scheduled_model(), VALUES)[0]
+    # Interrupted after the backup of epoch 4 (epoch 5's row may be on disk: it is run again).
+    (tmp_path / "resumed").mkdir()
+    drive(tmp_path / "resumed", scheduled_model(), VALUES[:5])
+    model = scheduled_model()  # a new process: the optimizer's step is restored, the scale is not
+    history, scales = drive(tmp_path / "resumed", model, VALUES[4:], first=4)
+    assert scales == SCALES[4:]
+    assert [row["learning_rate"] for row in history.rows] == pytest.approx(
+        [row["learning_rate"] for row in straight.rows], rel=1e-6
+    )
+
+
+def test_the_schedule_peak_is_never_cut_below_the_floor(tmp_path) -> None:
+    model = scheduled_model(peak=4 * MIN_LEARNING_RATE)
+    drive(tmp_path, model, [1.0, 1.1, 1.2, 1.3, 1.4])  # cut after epochs 2-5
+    schedule = schedule_of(model.optimizer)
+    assert schedule.peak * float(schedule.scale.numpy()) == pytest.approx(MIN_LEARNING_RATE)
