@@ -19,7 +19,8 @@ Elsewhere (no native bfloat16, a GPU, a model computing in float16) both switche
 The Transformer goes further (:func:`training_policy`): on such a CPU it trains entirely under Keras'
 ``mixed_bfloat16`` policy (float32 weights and optimizer, bfloat16 products and activations, float32
 attention softmax, logits and loss), by default, since ``TrainConfig.bf16_output`` is on. Measured on
-spa.txt (docs/benchmarks.md, "Transformer on CPU"): a training step 1.29x faster than float32, and the
+spa.txt (docs/benchmarks.md, "Transformer on CPU"): a training step 1.29x faster than float32 on one
+batch shape (0.76x-1.28x in three runs over variable shapes under a moving load), and the
 validation cross-entropy after one epoch 0.56% above and 0.39% below float32's on two subsets (the
 criterion: within 1%). The saved
 ``model.keras`` is float32 all the same (``RunFolder.save_model``), so translating is unchanged.
