@@ -31,6 +31,12 @@ Where the graph differs from ``nmt translate``:
   follows the lowercasing.
 - Bytes that are not valid UTF-8 become U+FFFD instead of an error; there is no warning when a line
   is cut to the longest source the translator accepts.
+
+Subword models: the graph holds the run's SentencePiece model(s) and runs them with the ops of
+``tensorflow-text`` (an optional extra, ``pip install 'nmtcli[export]'``), so loading such an export
+needs ``import tensorflow_text`` before ``tf.saved_model.load`` (it registers the ops); nmtcli is
+still not needed. Normalisation is the same graph code as for the other levels; SentencePiece's own
+is off in our models (``subwords.train_subwords``), so the pieces are those of ``nmt translate``.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ from .files import (
     replace_dir,
 )
 from .run_folder import RunFolder
+from .subwords import META, META_STANDIN
 from .translator import Translator
 from .vectorizers import END_ID, JOINER, PAD_ID, START_ID, UNK_ID
 
@@ -150,20 +157,12 @@ def _word_patterns() -> _WordPatterns:
 # Text in the graph
 
 
-class GraphText:
-    """:func:`text.normalize` plus a tokenizer of ``level``, and detokenisation, in TensorFlow ops.
+class GraphNormalizer:
+    """:func:`text.normalize` in TensorFlow ops: ``normalize(lines [N] string) -> [N] string``.
+    Differences from the Python code: see the module docstring."""
 
-    ``normalize(lines [N] string) -> [N] string``; ``tokenize(lines [N]) -> tokens [N, (T)] string``
-    (ragged); ``detokenize(tokens [N, (T)]) -> [N] string``. Differences from the Python code: see the
-    module docstring.
-    """
-
-    def __init__(self, level: str, lowercase: bool = False):
-        if level not in ("word", "char"):
-            raise ModelError(f"cannot export a {level!r}-level model")
-        self.level = level
+    def __init__(self, lowercase: bool = False):
         self.lowercase = lowercase
-        self.patterns = _word_patterns() if level == "word" else None
         self._space, self._drop = _normalize_classes()
 
     def normalize(self, lines: tf.Tensor) -> tf.Tensor:
@@ -177,6 +176,22 @@ class GraphText:
         if self.lowercase:
             text = tf.strings.lower(text, encoding="utf-8")
         return text
+
+
+class GraphText(GraphNormalizer):
+    """:func:`text.normalize` plus a word or character tokenizer, and detokenisation, in TensorFlow ops.
+
+    ``normalize(lines [N] string) -> [N] string``; ``tokenize(lines [N]) -> tokens [N, (T)] string``
+    (ragged); ``detokenize(tokens [N, (T)]) -> [N] string``. Differences from the Python code: see the
+    module docstring.
+    """
+
+    def __init__(self, level: str, lowercase: bool = False):
+        if level not in ("word", "char"):
+            raise ModelError(f"cannot tokenise {level!r}-level text with GraphText")
+        super().__init__(lowercase)
+        self.level = level
+        self.patterns = _word_patterns() if level == "word" else None
 
     def tokenize(self, text: tf.Tensor) -> tf.RaggedTensor:
         """Tokens of normalised text."""
@@ -201,6 +216,98 @@ class GraphText:
 
 
 # --------------------------------------------------------------------------------------------------
+# Text <-> ids in the graph, per level
+
+
+class TokenCodec(tf.Module):
+    """Word or character text <-> ids in the graph: :class:`GraphText` and the two vocabularies.
+
+    ``encode(lines [N] string) -> ids [N, (S)] int64`` (normalised, tokenised, looked up; unknown
+    tokens ``UNK_ID``); ``decode(ids [N, (T)]) -> [N] string`` (special ids already dropped).
+    """
+
+    def __init__(self, level: str, lowercase: bool, source_tokens: list[str], target_tokens: list[str]):
+        super().__init__(name="token_codec")
+        self.text = GraphText(level, lowercase)
+        self.source_vocabulary = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(source_tokens), tf.range(len(source_tokens), dtype=tf.int64)
+            ),
+            default_value=UNK_ID,
+        )
+        self.target_tokens = tf.constant(target_tokens)
+
+    def encode(self, lines: tf.Tensor) -> tf.RaggedTensor:
+        tokens = self.text.tokenize(self.text.normalize(lines))
+        return tf.ragged.map_flat_values(self.source_vocabulary.lookup, tokens)
+
+    def decode(self, ids: tf.RaggedTensor) -> tf.Tensor:
+        return self.text.detokenize(tf.gather(self.target_tokens, ids))
+
+
+def _tensorflow_text() -> Any:
+    """The ``tensorflow_text`` module, or a one-line ModelError saying how to install it."""
+    try:
+        import tensorflow_text
+    except ImportError:
+        raise ModelError(
+            "exporting a subword model needs the tensorflow-text package: pip install 'nmtcli[export]'"
+        ) from None
+    except Exception as exc:  # its ops library may not load into this TensorFlow (a mismatched release)
+        raise ModelError(
+            f"tensorflow-text does not load with TensorFlow {tf.__version__} "
+            f"({' '.join(str(exc).split())[:200]}); install the tensorflow-text release that matches "
+            "TensorFlow: pip install 'nmtcli[export]'"
+        ) from None
+    return tensorflow_text
+
+
+class SubwordCodec(tf.Module):
+    """Subword text <-> ids in the graph, with ``tensorflow_text.SentencepieceTokenizer`` over the run's
+    SentencePiece model(s) (one when joint): the same interface as :class:`TokenCodec`.
+
+    As ``subwords.SubwordVectorizer``: a literal U+2581 passes as U+FDD0 (SentencePiece would read it
+    as a space) and comes back on decoding.
+    """
+
+    def __init__(self, lowercase: bool, source_model: bytes, target_model: bytes):
+        super().__init__(name="subword_codec")
+        text = _tensorflow_text()
+        self.normalizer = GraphNormalizer(lowercase)
+        self.source_pieces = text.SentencepieceTokenizer(model=source_model, out_type=tf.int32)
+        self.target_pieces = (
+            self.source_pieces
+            if target_model == source_model
+            else text.SentencepieceTokenizer(model=target_model, out_type=tf.int32)
+        )
+
+    def encode(self, lines: tf.Tensor) -> tf.RaggedTensor:
+        text = self.normalizer.normalize(lines)
+        escaped = tf.strings.regex_replace(text, _re2_char(META), META_STANDIN)
+        return tf.cast(self.source_pieces.tokenize(escaped), tf.int64)
+
+    def decode(self, ids: tf.RaggedTensor) -> tf.Tensor:
+        text = self.target_pieces.detokenize(tf.cast(ids, tf.int32))
+        return tf.strings.regex_replace(text, _re2_char(META_STANDIN), META)
+
+
+def _re2_char(char: str) -> str:
+    return f"\\x{{{ord(char):x}}}"
+
+
+def make_codec(translator: Translator) -> TokenCodec | SubwordCodec:
+    """The text <-> ids codec of ``translator``'s level; subword needs tensorflow-text (ModelError)."""
+    if translator.config.level == "subword":
+        return SubwordCodec(translator.lowercase, translator.source.model, translator.target.model)
+    return TokenCodec(
+        translator.config.level,
+        translator.lowercase,
+        translator.source.vocabulary.tokens,
+        translator.target.vocabulary.tokens,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
 # The exported module
 
 
@@ -213,27 +320,19 @@ class ExportedTranslator(tf.Module):
     def __init__(self, translator: Translator):
         super().__init__(name="nmt_translator")
         self.model = translator.model
-        self.text = GraphText(translator.config.level, translator.lowercase)
-        source = translator.source.vocabulary.tokens
-        self.source_vocabulary = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(source), tf.range(len(source), dtype=tf.int64)),
-            default_value=UNK_ID,
-        )
-        self.target_tokens = tf.constant(translator.target.vocabulary.tokens)
+        self.codec = make_codec(translator)
         self.max_source_tokens = translator.max_source_tokens
         self.max_target_length = translator.config.max_target_length
 
     def encode(self, lines: tf.Tensor) -> tf.RaggedTensor:
         """``lines [N] string -> ids [N, (S)] int32``, cut to ``max_source_tokens``."""
-        tokens = self.text.tokenize(self.text.normalize(lines))
-        ids = tf.ragged.map_flat_values(self.source_vocabulary.lookup, tokens)
-        return tf.cast(ids[:, : self.max_source_tokens], tf.int32)
+        return tf.cast(self.codec.encode(lines)[:, : self.max_source_tokens], tf.int32)
 
     def decode(self, ids: tf.Tensor) -> tf.Tensor:
-        """``ids [B, T] int32 -> [B] string``; as Vocabulary.decode, given that greedy search pads
-        after the end id."""
+        """``ids [B, T] int32 -> [B] string``; as the target vectorizer's ``decode``, given that greedy
+        search pads after the end id."""
         keep = (ids != PAD_ID) & (ids != START_ID) & (ids != END_ID)
-        return self.text.detokenize(tf.gather(self.target_tokens, tf.ragged.boolean_mask(ids, keep)))
+        return self.codec.decode(tf.ragged.boolean_mask(ids, keep))
 
     def greedy(self, source: tf.Tensor) -> tf.Tensor:
         """``source [B, S] int32 -> ids [B, T]``, with ``decoding.default_max_length`` steps at most."""
@@ -280,6 +379,11 @@ class ExportResult:
     lowercase: bool
 
     @property
+    def imports(self) -> tuple[str, ...]:
+        """Modules to import before ``tf.saved_model.load`` (they register the graph's custom ops)."""
+        return ("tensorflow_text",) if self.level == "subword" else ()
+
+    @property
     def signature(self) -> str:
         return f"{SIGNATURE}({INPUT_NAME}: string [N]) -> {{{OUTPUT_NAME}: string [N]}}"
 
@@ -290,6 +394,7 @@ class ExportResult:
             "arch": self.arch,
             "level": self.level,
             "lowercase": self.lowercase,
+            "imports": list(self.imports),
             "signature": SIGNATURE,
             "inputs": {INPUT_NAME: "string [N]"},
             "outputs": {OUTPUT_NAME: "string [N]"},
@@ -311,7 +416,7 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike) -> ExportResul
     remove_stale_temporaries(output.parent, output.name)  # left by a killed export
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
     result = ExportResult(
-        output, run_dir, translator.config.arch, translator.config.level, module.text.lowercase
+        output, run_dir, translator.config.arch, translator.config.level, translator.lowercase
     )
     try:
         tf.saved_model.save(module, str(tmp_dir), signatures={SIGNATURE: module.translate})

@@ -43,3 +43,5 @@ def export_model(
         return
     typer.echo(f"exported {result.run_dir} to {result.output}")
     typer.echo(f"signature: {result.signature}")
+    if result.imports:
+        typer.echo(f"before tf.saved_model.load: import {', '.join(result.imports)}")

@@ -241,7 +241,8 @@ class _Fit:
 
     def compiled_model(self) -> keras.Model:
         config = self.config
-        with _scope(self.strategy), dtype_policy("mixed_float16" if config.mixed_precision else "float32"):
+        policy = bf16.training_policy(self.model_config.arch, config.mixed_precision, config.bf16_output)
+        with _scope(self.strategy), dtype_policy(policy):
             model = build_model(self.model_config)
             model.build()
             model.compile(
