@@ -305,6 +305,28 @@ def test_batch_size_and_batch_tokens_exclude_each_other_on_the_command_line(tmp_
     assert line == "nmt: error: give --batch-size or --batch-tokens, not both"
 
 
+def test_a_batch_size_given_alone_turns_the_transformers_default_batch_tokens_off(
+    tiny_data, tmp_path, monkeypatch
+) -> None:
+    """Only --batch-size and --batch-tokens both typed are refused; --batch-size with the transformer
+    (whose default sizes batches in tokens) trains batches of that many pairs."""
+    import nmtcli.training
+    from test_cli import assert_error, nmt
+
+    seen = []
+
+    def fake_train(model, training, **_):  # stands in for training: the configs are what is checked
+        seen.append(training)
+        raise ConfigError("configs received")
+
+    monkeypatch.setattr(nmtcli.training, "train", fake_train)
+    common = ["train", "--data", tiny_data, "-w", tmp_path / "ws", "--arch", "transformer", "-q"]
+    for extra in (["--batch-size", "16"], [], ["--batch-tokens", "300"]):
+        assert_error(nmt(*common, "--level", "subword", *extra), "configs received")
+    assert [(t.batch_size, t.batch_tokens) for t in seen] == [(16, None), (64, 2500), (64, 300)]
+    assert_error(nmt(*common, "--batch-size", "16", "--batch-tokens", "300"), "not both")
+
+
 def test_architecture_training_defaults_are_owned_by_the_config() -> None:
     from nmtcli.config import ARCH_TRAINING_DEFAULTS
 
@@ -314,6 +336,9 @@ def test_architecture_training_defaults_are_owned_by_the_config() -> None:
         assert arch not in ARCH_TRAINING_DEFAULTS
     transformer = TrainConfig.for_arch("transformer")
     assert (transformer.label_smoothing, transformer.warmup_steps) == (0.1, 1000)
+    # ... and sizes batches in tokens (its memory peak follows the longest batch, docs/benchmarks.md).
+    assert transformer.batch_tokens == ARCH_TRAINING_DEFAULTS["transformer"]["batch_tokens"] == 2500
+    assert TrainConfig().batch_tokens is None
     assert TrainConfig().label_smoothing == 0.0 and TrainConfig().warmup_steps is None
     assert TrainConfig(warmup_steps=0) == TrainConfig()  # 0 is off, stored as None
     # A config saved before warmup_steps existed reads as today's defaults.
@@ -322,7 +347,16 @@ def test_architecture_training_defaults_are_owned_by_the_config() -> None:
         == TrainConfig()
     )
     # Given settings win over the architecture's.
-    assert TrainConfig.for_arch("transformer", label_smoothing=0.0, warmup_steps=0) == TrainConfig()
+    assert (
+        TrainConfig.for_arch("transformer", label_smoothing=0.0, warmup_steps=0, batch_tokens=None)
+        == TrainConfig()
+    )
+    # A batch size given alone asks for batches of that many pairs: no default batch_tokens on top.
+    pairs = TrainConfig.for_arch("transformer", batch_size=32)
+    assert (pairs.batch_size, pairs.batch_tokens, pairs.label_smoothing) == (32, None, 0.1)
+    both = TrainConfig.for_arch("transformer", batch_size=32, batch_tokens=900)
+    assert (both.batch_size, both.batch_tokens) == (32, 900)
+    assert TrainConfig.for_arch("transformer", batch_tokens=900).batch_tokens == 900
     with pytest.raises(ConfigError, match="arch must be one of"):
         TrainConfig.for_arch("rnn")
 
@@ -336,6 +370,7 @@ def test_the_train_help_shows_the_architecture_defaults() -> None:
     text = " ".join(result.stdout.split())
     assert "[default: 0.0; transformer: 0.1]" in text
     assert "[default: 0; transformer: 1000]" in text
+    assert "[default: off; transformer: 2500]" in text  # --batch-tokens
     assert "--batch-tokens" in text and "--init-from" in text
 
 

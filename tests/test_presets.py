@@ -92,6 +92,9 @@ def test_the_chosen_architecture_fills_its_own_training_defaults_below_the_prese
     # A preset's setting wins over the architecture's (the seeds turn label smoothing off).
     seed = apply_preset("seed-000", model={"arch": "transformer", "units": 32, "heads": 4}).training
     assert (seed.label_smoothing, seed.warmup_steps) == (0.0, 1000)
+    # Its batches of 8 pairs too: a batch size set alone turns the transformer's batch_tokens off.
+    assert (seed.batch_size, seed.batch_tokens) == (8, None)
+    assert transformer.batch_tokens == 2500
 
 
 def test_apply_preset_reports_an_invalid_given_value_by_its_field() -> None:

@@ -211,10 +211,12 @@ class ModelConfig(_Serializable):
 
 # Training settings whose default depends on the architecture: written here once. ``TrainConfig``'s own
 # defaults are the recurrent models' (measured, docs/results.md); the transformer's are the recipe of
-# issue 15's probe (label smoothing 0.1, 1,000 warmup steps then inverse square root). Presets and the
+# issue 15's probe (label smoothing 0.1, 1,000 warmup steps then inverse square root), with batches
+# sized in tokens: the peak memory of training follows the longest batch's [B, T, vocabulary] logits,
+# which token batches bound (measured in docs/benchmarks.md, "Transformer on CPU"). Presets and the
 # command line fill them in through ``TrainConfig.for_arch``; ``nmt train --help`` shows them.
 ARCH_TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
-    "transformer": {"label_smoothing": 0.1, "warmup_steps": 1000},
+    "transformer": {"label_smoothing": 0.1, "warmup_steps": 1000, "batch_tokens": 2500},
 }
 
 
@@ -259,9 +261,15 @@ class TrainConfig(_Serializable):
     def for_arch(cls, arch: str, **settings: Any) -> TrainConfig:
         """A config for ``arch`` with ``settings`` on top of that architecture's defaults
         (``ARCH_TRAINING_DEFAULTS``), then the class defaults: ``TrainConfig.for_arch("transformer")``
-        smooths labels by 0.1 and warms up for 1,000 steps."""
+        smooths labels by 0.1, warms up for 1,000 steps and sizes batches in tokens.
+
+        A ``batch_size`` in ``settings`` without a ``batch_tokens`` asks for batches of that many
+        pairs: the architecture's default ``batch_tokens`` is then left out, not used instead."""
         _check_choice("arch", arch, ARCHITECTURES)
-        return cls(**{**ARCH_TRAINING_DEFAULTS.get(arch, {}), **settings})
+        defaults = dict(ARCH_TRAINING_DEFAULTS.get(arch, {}))
+        if "batch_size" in settings and "batch_tokens" not in settings:
+            defaults.pop("batch_tokens", None)
+        return cls(**{**defaults, **settings})
 
     def __post_init__(self) -> None:
         _check_range("epochs", self.epochs, 1, 100_000)

@@ -164,8 +164,9 @@ def train(
     batch_tokens: Annotated[
         int | None,
         typer.Option(
-            help="Batches of about this many tokens instead of --batch-size pairs (not both): more short "
-            "sentences per batch than long ones; counts the longer side, padded. \\[default: off]",
+            help="Batches of about this many tokens instead of --batch-size pairs (not both; --batch-size "
+            "alone turns the default off): more short sentences per batch than long ones; counts the "
+            "longer side, padded. " + default_note("batch_tokens", "off"),
             show_default=False,
             rich_help_panel=TRAINING,
         ),
