@@ -136,9 +136,13 @@ def convert(run_dir: str | os.PathLike, output_dir: str | os.PathLike, quantizat
     remove_stale_temporaries(output_dir.parent, output_dir.name)  # left by a killed conversion
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
     try:
-        spec.validate()
-        spec.optimize(quantization=quantization)
-        spec.save(str(tmp_dir))
+        try:
+            spec.validate()
+            spec.optimize(quantization=quantization)
+            spec.save(str(tmp_dir))
+        except (ValueError, RuntimeError) as exc:  # CTranslate2's own checks of the weights
+            detail = " ".join(str(exc).split())[:300]
+            raise ModelError(f"{run_dir}: cannot convert the model to CTranslate2 ({detail})") from None
         if config.level == "subword":
             for side, name in SUBWORD_MODELS.items():
                 shutil.copyfile(run.file(name), tmp_dir / f"{side}.model")
@@ -328,10 +332,12 @@ def ensure_cached(run_dir: str | os.PathLike) -> Path | None:
         return run.ctranslate2_dir
     except StaleCopy:
         pass
+    logger.info(f"writing the CTranslate2 copy of the model to {run.ctranslate2_dir}")
     try:
         return convert(run_dir, run.ctranslate2_dir)
-    except ModelError as exc:
-        logger.warning(f"no CTranslate2 copy kept in the run folder: {exc}")
+    except (NmtError, OSError, ValueError, RuntimeError) as exc:  # never fails the training before it
+        detail = " ".join(str(exc).split())
+        logger.warning(f"no CTranslate2 copy kept in the run folder ({detail}); nmt translate makes one")
         return None
 
 
