@@ -321,6 +321,15 @@ def _load_ct2(identifier: str, contents: dict[str, bytes], compute_type: str) ->
 # The cached copy inside a run
 
 
+def read_cached(run: RunFolder) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """:func:`read_folder` of the run's copy, which must be its own folder (not a symlink) and made
+    from the ``model.keras`` that ``checksums.json`` names."""
+    folder = run.ctranslate2_dir
+    if folder.is_symlink():
+        raise StaleCopy(f"{folder}: a symlink, not the run's own copy")
+    return read_folder(folder, run.model_digest())
+
+
 def ensure_cached(run_dir: str | os.PathLike) -> Path | None:
     """Make sure ``RUN/ctranslate2`` is a float32 copy of the run's current model (converting once);
     returns its path, or None (with a warning logged) when the run folder cannot hold it. For the end
@@ -328,7 +337,7 @@ def ensure_cached(run_dir: str | os.PathLike) -> Path | None:
     run = RunFolder(run_dir)
     check_convertible(run_dir)
     try:
-        read_folder(run.ctranslate2_dir, run.model_digest())
+        read_cached(run)
         return run.ctranslate2_dir
     except StaleCopy:
         pass
@@ -392,9 +401,9 @@ class CT2Translator:
         source, target = run.load_vectorizers(config.level)
         folder = run.ctranslate2_dir
         try:
-            record, contents = read_folder(folder, run.model_digest())
+            record, contents = read_cached(run)
         except StaleCopy as exc:
-            if (folder / RECORD).exists():
+            if os.path.lexists(folder):
                 logger.warning(f"{exc}; converting the model again")
             record, contents = cls._convert_for(run_dir, folder)
         ct2 = _load_ct2(str(folder), contents, compute_type)
