@@ -38,8 +38,8 @@ def nmt(*args, input: str | None = None):
 @pytest.fixture(scope="module")
 def random_transformer(tiny_run_factory, tmp_path_factory) -> Path:
     """A copy of the tiny transformer run with noise added to its fresh weights: outputs of many varied
-    tokens (byte pieces among them), so that every step of the two engines is compared (the trained tiny model mostly says
-    "."). Its CTranslate2 copy is written once here."""
+    tokens (byte pieces among them), so that every step of the two engines is compared (the trained
+    tiny model mostly says "."). Its CTranslate2 copy is written once here."""
     import keras
     import numpy as np
 
@@ -118,7 +118,7 @@ def test_n_best(random_transformer):
         assert result.translation == translation
         if line.strip():
             assert len(result.hypotheses) == 3 and result.hypotheses[0] == translation
-            assert len(set(result.hypotheses)) > 1
+    assert any(len(set(result.hypotheses)) > 1 for result in results)
     with pytest.raises(ConfigError, match="beam of at least 3"):
         list(ct2.translate_stream(SOURCES, beam_size=2, n_best=3))
 
