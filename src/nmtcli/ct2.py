@@ -82,6 +82,10 @@ MIN_POSITIONS = 1024
 
 
 def _ctranslate2() -> Any:
+    # OpenMP threads that spin while they wait for work made the first translation of a short input
+    # take 0.7-3 s instead of 0.09-0.14 s on a busy 2-core machine (docs/benchmarks.md); set before
+    # CTranslate2's OpenMP starts, and only where the user has not chosen.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import ctranslate2
     except ImportError:  # a broken install; it is a dependency of nmtcli
