@@ -180,6 +180,9 @@ def convert(run_dir: str | os.PathLike, output_dir: str | os.PathLike, quantizat
 
 def _spec(run: RunFolder, config: ModelConfig) -> Any:
     """A filled ``TransformerSpec`` of the run's model (see ``models.transformer`` for the layout)."""
+    from .runtime import quiet_import
+
+    quiet_import()  # TensorFlow's C++ start-up notices stay off stderr
     import keras
     import numpy as np
 
