@@ -98,8 +98,7 @@ def check_convertible(run_dir: str | os.PathLike, config: ModelConfig | None = N
     config = config or RunFolder(run_dir).config().model
     if config.arch != "transformer":
         raise ModelError(
-            f"{run_dir}: a {config.arch} model has no CTranslate2 form (only transformer models do); "
-            "use --engine tensorflow"
+            f"{run_dir}: a {config.arch} model has no CTranslate2 form; only transformer models convert"
         )
     return config
 
@@ -464,7 +463,7 @@ class CT2Translator:
         must stay False)."""
         decoding = decoding_config(decoding, **options)
         if attention:
-            raise ConfigError("attention pictures come from the tensorflow engine; use --engine tensorflow")
+            raise ConfigError("attention pictures come from the tensorflow engine; use `engine` tensorflow")
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ConfigError(f"chunk_size must be an integer >= 1; got {chunk_size!r}", field="chunk_size")
         check_n_best(n_best, decoding)

@@ -41,7 +41,7 @@ def engine_for(run_dir: str | os.PathLike, engine: str = "auto") -> str:
     if engine == "ctranslate2":
         raise ModelError(
             f"{run_dir}: the ctranslate2 engine runs transformer models only; this one is {arch} "
-            "(use --engine tensorflow or auto)"
+            "(use `engine` tensorflow or auto)"
         )
     return "tensorflow"
 
