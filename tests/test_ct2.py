@@ -304,3 +304,17 @@ def test_rerank_uses_gnmt_length_penalty():
     assert rerank([long, short], [scores[1], scores[0]], alpha)[0] == ["a"]
     # A hypothesis cut at the step limit ranks after every ended one.
     assert rerank([["x", "y"], short], [-0.1, -5.0], 0.6)[0] == ["a"]
+
+
+def test_nmt_train_writes_the_copy_of_a_transformer_run(tiny_data, tmp_path):
+    from nmtcli.ct2 import read_cached
+
+    result = nmt(
+        "train", "--data", tiny_data, "-w", tmp_path, "--arch", "transformer", "--level", "subword",
+        "--units", "16", "--layers", "1", "--ff-dim", "16", "--epochs", "1", "--bleu-sample", "0",
+        "-q", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    run = RunFolder(json.loads(result.stdout)["run"])
+    record, _ = read_cached(run)  # made from the model.keras that checksums.json names
+    assert record["quantization"] == "float32"

@@ -57,7 +57,7 @@ from .files import (
     sha256_file,
 )
 from .logs import logger
-from .run_folder import CT2_RECORD, SUBWORD_MODELS, RunFolder
+from .run_folder import CT2_FILES, CT2_RECORD, CT2_SUBWORD_MODELS, MODEL, SUBWORD_MODELS, RunFolder
 from .text import normalize
 from .translation import STREAM_CHUNK, Translation, default_max_length, length_batches, max_source_tokens
 from .vectorizers import END, UNK_ID, Vectorizer
@@ -66,16 +66,8 @@ RECORD = CT2_RECORD
 RECORD_FORMAT = 1
 QUANTIZATIONS = ("float32", "int16", "int8")
 COMPUTE_TYPES = QUANTIZATIONS
-# CTranslate2's own files (vocabularies: one shared file, or one per side).
-CT2_FILES = (
-    "model.bin",
-    "config.json",
-    "shared_vocabulary.json",
-    "source_vocabulary.json",
-    "target_vocabulary.json",
-)
 # What a CTranslate2 folder we wrote may hold (for replacing one: nothing else is deleted).
-KNOWN_FILES = (*CT2_FILES, "source.model", "target.model", RECORD)
+KNOWN_FILES = (*CT2_FILES, *CT2_SUBWORD_MODELS.values(), RECORD)
 MAX_FILE_BYTES = 4 * 2**30  # a model.bin of a billion float32 weights
 # Position encodings written out, at least; more when the run's limits need them.
 MIN_POSITIONS = 1024
@@ -148,13 +140,13 @@ def convert(run_dir: str | os.PathLike, output_dir: str | os.PathLike, quantizat
             raise ModelError(f"{run_dir}: cannot convert the model to CTranslate2 ({detail})") from None
         if config.level == "subword":
             for side, name in SUBWORD_MODELS.items():
-                shutil.copyfile(run.file(name), tmp_dir / f"{side}.model")
+                shutil.copyfile(run.file(name), tmp_dir / CT2_SUBWORD_MODELS[side])
         files = sorted(p.name for p in tmp_dir.iterdir() if p.is_file())
         atomic_write_json(
             tmp_dir / RECORD,
             {
                 "format": RECORD_FORMAT,
-                "model_sha256": sha256_file(run.file("model.keras")),
+                "model_sha256": sha256_file(run.file(MODEL)),
                 "quantization": quantization,
                 "positions": positions_for(config),
                 "arch": config.arch,
@@ -290,7 +282,7 @@ def read_folder(folder: Path, model_sha256: str | None = None) -> tuple[dict[str
     except (OSError, ValueError, NmtError) as exc:
         raise StaleCopy(f"{folder / RECORD}: unreadable ({exc})") from None
     files = record.get("files")
-    if record.get("format") != RECORD_FORMAT or not isinstance(files, dict) or "model.bin" not in files:
+    if record.get("format") != RECORD_FORMAT or not isinstance(files, dict) or CT2_FILES[0] not in files:
         raise StaleCopy(f"{folder / RECORD}: not a CTranslate2 record of this nmtcli")
     if model_sha256 is not None and record.get("model_sha256") != model_sha256:
         raise StaleCopy(f"{folder}: made from another model.keras")

@@ -94,6 +94,16 @@ TENSORBOARD = "tensorboard"
 CTRANSLATE2 = "ctranslate2"  # the cached CTranslate2 copy of a transformer run (``ct2``)
 CTRANSLATE2_EXPORT = "export-ctranslate2"  # where `nmt export --format ctranslate2` writes unless told
 CT2_RECORD = "nmt-ctranslate2.json"  # inside a CTranslate2 folder: checksums and where it came from
+# CTranslate2's own files in such a folder (vocabularies: one shared file, or one per side), and the
+# SentencePiece models of a subword run copied beside them.
+CT2_FILES = (
+    "model.bin",
+    "config.json",
+    "shared_vocabulary.json",
+    "source_vocabulary.json",
+    "target_vocabulary.json",
+)
+CT2_SUBWORD_MODELS = {"source": "source.model", "target": "target.model"}
 # What a translator reads; all but the model are written once, before training starts.
 CHECKED_FILES = (CONFIG, VOCABULARIES["source"], VOCABULARIES["target"], MANIFEST, MODEL)
 # Read, and so checked, where present: the subword level's SentencePiece models.
