@@ -354,7 +354,8 @@ class CT2Translator:
 
     ``compute_type``: float32 (the same outputs as TensorFlow), int16 or int8 (faster; weights
     quantized as they load). ``translate_stream(..., n_best=K)`` also returns the ``K`` best
-    hypotheses of a beam of at least ``K``.
+    hypotheses of a beam of at least ``K``. A ``max_length`` beyond the position encodings the copy
+    holds (``positions``, at least 1,024) is lowered to that many steps.
     """
 
     engine = "ctranslate2"
