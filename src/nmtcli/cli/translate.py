@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -26,6 +28,24 @@ from .options import (
 
 TTY_HINT = "reading sentences from the terminal, one per line; end with Ctrl-D"
 MAX_ATTENTION_LINES = 100
+
+# Shared with `nmt evaluate`.
+EngineOpt = Annotated[
+    Literal["auto", "ctranslate2", "tensorflow"],
+    typer.Option(
+        "--engine",
+        help="Inference engine: ctranslate2 (transformer models; no TensorFlow, faster), tensorflow, "
+        "or auto (ctranslate2 for transformer models, tensorflow for the others).",
+    ),
+]
+ComputeTypeOpt = Annotated[
+    Literal["float32", "int16", "int8"],
+    typer.Option(
+        "--compute-type",
+        help="CTranslate2 engine: weights in float32 (the same translations as tensorflow), or "
+        "quantized to int16 or int8 as they load (faster).",
+    ),
+]
 
 
 def translate(
@@ -62,6 +82,18 @@ def translate(
     beam_size: BeamSizeOpt = 1,
     length_penalty: LengthPenaltyOpt = DEFAULT_LENGTH_PENALTY,
     bf16_output: Bf16DecodingOpt = False,
+    n_best: Annotated[
+        int,
+        typer.Option(
+            "--n-best",
+            help="Print the K best translations of each line on its line, tab-separated (beam search "
+            "of at least K; ctranslate2 engine). \\[default: 1]",
+            metavar="K",
+            show_default=False,
+        ),
+    ] = 1,
+    engine: EngineOpt = "auto",
+    compute_type: ComputeTypeOpt = "float32",
     attention: Annotated[
         str | None,
         typer.Option(
@@ -88,7 +120,14 @@ def translate(
     check_output(output, [input], option="--output")
     if attention is not None and beam_size != 1:
         raise ConfigError("--attention shows greedy decoding; leave out --beam-size")
+    if n_best < 1:
+        raise ConfigError(f"--n-best must be at least 1; got {n_best}")
+    if n_best > 1 and attention is not None:
+        raise ConfigError("--attention shows greedy decoding; leave out --n-best")
+    if n_best > 1 and beam_size == 1:  # --n-best K alone searches with a beam of K
+        decoding = decoding.with_options(beam_size=n_best)
     run_dir = _resolve_model(model, workspace, quiet)  # before TensorFlow loads: a wrong path fails at once
+    chosen = _engine(run_dir, engine, attention is not None, n_best)
     interactive = not sentences and input is None and sys.stdin.isatty()
     if attention is not None:
         lines = _attention_lines(sentences, input, output, attention)
@@ -96,14 +135,13 @@ def translate(
         lines = itertools.chain.from_iterable(_input_chunks(sentences, input, chunk=1024))
         if interactive and not quiet:
             render.notice(TTY_HINT)
-    from ..runtime import quiet_import
+    from ..engines import open_translator
 
-    quiet_import()
-    from ..translator import Translator
-
-    translator = Translator.load(run_dir)
+    with library_notices(quiet):
+        translator = open_translator(run_dir, chosen, compute_type)
+    options = {"n_best": n_best} if n_best > 1 else {}
     results = translator.translate_stream(
-        lines, decoding, attention=attention is not None, chunk_size=1 if interactive else 1024
+        lines, decoding, attention=attention is not None, chunk_size=1 if interactive else 1024, **options
     )
     alignments, truncated = [], 0
 
@@ -113,7 +151,7 @@ def translate(
             truncated += result.truncated
             if result.alignment is not None:
                 alignments.append(result.alignment)
-            yield result.translation + "\n"
+            yield "\t".join(result.hypotheses or [result.translation]) + "\n"
 
     if output is None:
         for line in translations():
@@ -131,6 +169,48 @@ def translate(
         )
     if attention is not None:
         _draw_attention(alignments, attention, quiet)
+
+
+def _engine(run_dir: Path, engine: str, attention: bool, n_best: int) -> str:
+    """The engine to open: ``auto`` turns to tensorflow for attention pictures (theirs alone); n-best
+    lists are the ctranslate2 engine's."""
+    from ..engines import engine_for
+
+    if attention and engine == "ctranslate2":
+        raise ConfigError("--attention pictures come from the tensorflow engine; use --engine tensorflow")
+    chosen = "tensorflow" if attention and engine == "auto" else engine_for(run_dir, engine)
+    if n_best > 1 and chosen == "tensorflow":
+        raise ConfigError(
+            "--n-best needs the ctranslate2 engine (transformer models); tensorflow's beam search "
+            "returns one translation"
+        )
+    return chosen
+
+
+@contextlib.contextmanager
+def library_notices(quiet: bool) -> Iterator[None]:
+    """The library's log records while a model opens (such as writing its CTranslate2 copy) as
+    ``nmt:`` notices on stderr; warnings even with ``--quiet``."""
+
+    class Notices(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.WARNING:
+                render.warn(record.getMessage())
+            elif not quiet:
+                render.notice(record.getMessage())
+
+    from ..logs import logger
+
+    handler, level, propagate = Notices(logging.INFO), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def _attention_lines(sentences, input, output, attention: str) -> list[str]:
