@@ -14,7 +14,9 @@ from .options import (
     BatchOpt,
     BeamSizeOpt,
     Bf16DecodingOpt,
+    ComputeTypeOpt,
     DataOpt,
+    EngineOpt,
     JsonOpt,
     LengthPenaltyOpt,
     MaxLengthOpt,
@@ -23,7 +25,6 @@ from .options import (
     WorkspaceOpt,
 )
 from .train import check_mlflow_options
-from .translate import ComputeTypeOpt, EngineOpt, library_notices
 
 
 def evaluate(
@@ -115,7 +116,7 @@ def evaluate(
         from ..tracking import MlflowTracker
 
         tracker = MlflowTracker.for_run(run_dir, mlflow_uri)
-    with library_notices(quiet):
+    with render.library_notices(quiet):
         translator = open_translator(run_dir, chosen, compute_type)
     result = evaluate_model(translator, sources, references, metrics, decoding, model_name=run_dir.name)
     if output is not None:

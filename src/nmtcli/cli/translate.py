@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
@@ -19,6 +17,8 @@ from .options import (
     BatchOpt,
     BeamSizeOpt,
     Bf16DecodingOpt,
+    ComputeTypeOpt,
+    EngineOpt,
     LengthPenaltyOpt,
     MaxLengthOpt,
     ModelOpt,
@@ -28,24 +28,6 @@ from .options import (
 
 TTY_HINT = "reading sentences from the terminal, one per line; end with Ctrl-D"
 MAX_ATTENTION_LINES = 100
-
-# Shared with `nmt evaluate`.
-EngineOpt = Annotated[
-    Literal["auto", "ctranslate2", "tensorflow"],
-    typer.Option(
-        "--engine",
-        help="Inference engine: ctranslate2 (transformer models; no TensorFlow, faster), tensorflow, "
-        "or auto (ctranslate2 for transformer models, tensorflow for the others).",
-    ),
-]
-ComputeTypeOpt = Annotated[
-    Literal["float32", "int16", "int8"],
-    typer.Option(
-        "--compute-type",
-        help="CTranslate2 engine: weights in float32 (the same translations as tensorflow), or "
-        "quantized to int16 or int8 as they load (faster).",
-    ),
-]
 
 
 def translate(
@@ -137,7 +119,7 @@ def translate(
             render.notice(TTY_HINT)
     from ..engines import open_translator
 
-    with library_notices(quiet):
+    with render.library_notices(quiet):
         translator = open_translator(run_dir, chosen, compute_type)
     options = {"n_best": n_best} if n_best > 1 else {}
     results = translator.translate_stream(
@@ -185,32 +167,6 @@ def _engine(run_dir: Path, engine: str, attention: bool, n_best: int) -> str:
             "returns one translation"
         )
     return chosen
-
-
-@contextlib.contextmanager
-def library_notices(quiet: bool) -> Iterator[None]:
-    """The library's log records while a model opens (such as writing its CTranslate2 copy) as
-    ``nmt:`` notices on stderr; warnings even with ``--quiet``."""
-
-    class Notices(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.levelno >= logging.WARNING:
-                render.warn(record.getMessage())
-            elif not quiet:
-                render.notice(record.getMessage())
-
-    from ..logs import logger
-
-    handler, level, propagate = Notices(logging.INFO), logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
 
 
 def _attention_lines(sentences, input, output, attention: str) -> list[str]:
