@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("corpus", {"corpus"}),
     ("vectorizers", {"vectorizers", "subwords", "pipeline"}),
     ("models", {"models"}),
-    ("run folder", {"run_folder", "model_files", "workspace"}),
+    ("run folder", {"run_folder", "model_files", "workspace", "fine_tuning"}),
     ("training", {"training", "distribution", "progress", "tracking"}),
     ("decoding", {"decoding"}),
     ("translator", {"translator", "ct2", "engines"}),
