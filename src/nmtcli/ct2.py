@@ -304,28 +304,12 @@ def read_folder(folder: Path, model_sha256: str | None = None) -> tuple[dict[str
     return record, contents
 
 
-def _workers() -> int:
-    """Batches decoded at once, one core each (weights shared). Small batches of a small model keep
-    one core busy far better than they keep several busy on one batch: on the 2-core CPU, CTranslate2's
-    default (one batch on 4 threads) decoded the spa-eng test split at about half the rate of two
-    one-thread workers (docs/benchmarks.md)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, 16))
-
-
 def _load_ct2(identifier: str, contents: dict[str, bytes], compute_type: str) -> Any:
     """A ``ctranslate2.Translator`` on the CPU from files in memory (CTranslate2 reads nothing on disk)."""
     ctranslate2 = _ctranslate2()
     files = {name: data for name, data in contents.items() if name in CT2_FILES}
     try:
-        return ctranslate2.Translator(
-            identifier,
-            device="cpu",
-            compute_type=compute_type,
-            files=files,
-            inter_threads=_workers(),
-            intra_threads=1,
-        )
+        return ctranslate2.Translator(identifier, device="cpu", compute_type=compute_type, files=files)
     except (RuntimeError, ValueError, OSError) as exc:
         detail = " ".join(str(exc).split())[:300]
         raise StaleCopy(f"{identifier}: CTranslate2 cannot load it ({detail})") from None
@@ -491,45 +475,45 @@ class CT2Translator:
     def _translate_all(self, lines: list[str], decoding: DecodingConfig, n_best: int) -> list[Translation]:
         encoded = [self._encode(line) for line in lines]
         results = [Translation(line, "", cut) for line, (_, cut) in zip(lines, encoded, strict=True)]
-        # Every batch is queued at once, so that the workers (``_workers``) decode several together.
-        pending = []
         for chunk in length_batches([len(tokens) for tokens, _ in encoded], decoding.batch_size):
             batch = [encoded[i][0] for i in chunk]
             steps = decoding.max_length or self.default_max_length(max(len(t) for t in batch))
-            pending.append((chunk, self._submit(batch, min(steps, self.positions), decoding)))
-        for chunk, answers in pending:
-            for i, answer in zip(chunk, answers, strict=True):
-                texts = self._texts(answer.result(), decoding, n_best)
+            for i, texts in zip(
+                chunk, self._decode(batch, min(steps, self.positions), decoding, n_best), strict=True
+            ):
                 results[i] = Translation(
                     lines[i], texts[0], encoded[i][1], None, tuple(texts) if n_best > 1 else ()
                 )
         return results
 
-    def _submit(self, batch: list[list[str]], steps: int, decoding: DecodingConfig) -> list[Any]:
-        """Queue ``batch`` for decoding: one asynchronous result per source."""
+    def _decode(
+        self, batch: list[list[str]], steps: int, decoding: DecodingConfig, n_best: int
+    ) -> list[list[str]]:
+        """``n_best`` translations per source of ``batch``, best first."""
+        beam = decoding.beam_size
         options = dict(
-            beam_size=decoding.beam_size,
+            beam_size=beam,
             max_decoding_length=steps,
             min_decoding_length=0,
             max_input_length=0,
             max_batch_size=0,
-            asynchronous=True,
         )
-        if decoding.beam_size > 1:  # every finished hypothesis, for ``rerank``
-            options.update(
-                num_hypotheses=decoding.beam_size,
-                length_penalty=decoding.length_penalty,
-                return_scores=True,
-                return_end_token=True,
-            )
-        return self.ct2.translate_batch(batch, **options)
-
-    def _texts(self, result: Any, decoding: DecodingConfig, n_best: int) -> list[str]:
-        """``n_best`` translations of one source from its CTranslate2 result, best first."""
-        if decoding.beam_size == 1:
-            return [self._detokenize(result.hypotheses[0])]
-        ranked = rerank(result.hypotheses, result.scores, decoding.length_penalty)
-        return [self._detokenize(tokens) for tokens in ranked[:n_best]]
+        if beam == 1:
+            results = self.ct2.translate_batch(batch, **options)
+            return [[self._detokenize(result.hypotheses[0])] for result in results]
+        alpha = decoding.length_penalty
+        results = self.ct2.translate_batch(
+            batch,
+            num_hypotheses=beam,
+            length_penalty=alpha,
+            return_scores=True,
+            return_end_token=True,
+            **options,
+        )
+        return [
+            [self._detokenize(tokens) for tokens in rerank(result.hypotheses, result.scores, alpha)[:n_best]]
+            for result in results
+        ]
 
     def _detokenize(self, tokens: Sequence[str]) -> str:
         index = self.target.vocabulary.index
