@@ -274,71 +274,83 @@ def gru_sequence(inputs, h0, kernel, recurrent_kernel, bias):
 
 @tf.custom_gradient
 def _gru_sigmoid_gates(inputs, h0, kernel, recurrent_kernel, bias):
-    """``gru_sequence`` with the candidate computed as ``2 sigmoid(u) - 1``."""
+    """``gru_sequence`` with the candidate computed as ``2 sigmoid(u) - 1``.
+
+    Only the states are kept for the gradient: its reverse loop recomputes each step's gates from the
+    state before it (one more ``h @ recurrent_kernel`` per step), where keeping them would hold
+    ``[T, B, 4H]`` floats per layer, in pieces of one step each, until the backward pass.
+    """
     steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
     units = tf.shape(h0)[1]
     dtype = inputs.dtype
     flat_inputs = tf.reshape(inputs, [-1, tf.shape(inputs)[2]])
-    projected = tf.reshape(tf.matmul(flat_inputs, kernel) + bias[0], [steps, batch, 3 * units])
     recurrent_bias = bias[1]
 
     def sequence(size, first=None):
         array = tf.TensorArray(dtype, size=size, element_shape=[None, None], clear_after_read=False)
         return array if first is None else array.write(0, first)
 
-    def forward(t, h, hs, gates, candidates, recurrent_hs):
-        x_zr, x_h = tf.split(projected[t], [2 * units, units], axis=1)
-        m_zr, m_h = tf.split(tf.matmul(h, recurrent_kernel) + recurrent_bias, [2 * units, units], axis=1)
-        zr = tf.sigmoid(x_zr + m_zr)  # [B, 2H]
-        z, r = tf.split(zr, 2, axis=1)
-        s = tf.sigmoid(x_h + r * m_h)
-        candidate = 2.0 * s - 1.0
-        h = candidate + z * (h - candidate)
-        return (
-            t + 1,
-            h,
-            hs.write(t + 1, h),
-            gates.write(t, zr),
-            candidates.write(t, s),
-            recurrent_hs.write(t, m_h),
-        )
+    def input_projection():  # [T, B, 3H]; made again for the gradient rather than kept
+        return tf.reshape(tf.matmul(flat_inputs, kernel) + bias[0], [steps, batch, 3 * units])
 
-    _, _, hs, gates, candidates, recurrent_hs = tf.while_loop(
-        lambda t, *_: t < steps,
-        forward,
-        (tf.constant(0), h0, sequence(steps + 1, h0), sequence(steps), sequence(steps), sequence(steps)),
-    )
+    def gates(x, h):
+        """One step's ``(zr [B, 2H], s [B, H], m_h [B, H])`` from its input projection and previous state."""
+        x_zr, x_h = tf.split(x, [2 * units, units], axis=1)
+        m_zr, m_h = tf.split(tf.matmul(h, recurrent_kernel) + recurrent_bias, [2 * units, units], axis=1)
+        zr = tf.sigmoid(x_zr + m_zr)
+        s = tf.sigmoid(x_h + zr[:, units:] * m_h)
+        return zr, s, m_h
+
+    projected = input_projection()
+
+    def forward(t, h, hs):
+        zr, s, _ = gates(projected[t], h)
+        candidate = 2.0 * s - 1.0
+        h = candidate + zr[:, :units] * (h - candidate)
+        return t + 1, h, hs.write(t + 1, h)
+
+    _, _, hs = tf.while_loop(lambda t, *_: t < steps, forward, (tf.constant(0), h0, sequence(steps + 1, h0)))
     all_h = hs.stack()
 
     def gradient(d_all_h):
         recurrent_t = tf.transpose(recurrent_kernel)
+        # Not before the gradient arrives: else the graph may run it during the forward pass.
+        with tf.control_dependencies([d_all_h]):
+            projected = input_projection()
 
-        def backward(t, dh_next, d_inner, d_projected):
-            zr, s, m_h = gates.read(t), candidates.read(t), recurrent_hs.read(t)
-            z, r = tf.split(zr, 2, axis=1)
+        def backward(t, dh_next, d_gates):
             h_prev = all_h[t]
+            zr, s, m_h = gates(projected[t], h_prev)
+            z, r = tf.split(zr, 2, axis=1)
             dh = dh_next + d_all_h[t + 1]
             d_u = dh * (1.0 - z) * 2.0 * s * (1.0 - s)  # through h = c + z (h_prev - c), c = 2 s - 1
             d_zr = tf.concat([dh * (h_prev - (2.0 * s - 1.0)), d_u * m_h], axis=1) * zr * (1.0 - zr)
-            dm = tf.concat([d_zr, d_u * r], axis=1)  # [B, 3H], the recurrent product's gradient
+            d_ur = d_u * r
+            # [B, 4H]: the input projection's gradient is the first 3H, the recurrent product's the
+            # first 2H and the last H.
             return (
                 t - 1,
-                dh * z + tf.matmul(dm, recurrent_t),
-                d_inner.write(t, dm),
-                d_projected.write(t, tf.concat([d_zr, d_u], axis=1)),
+                dh * z + tf.matmul(tf.concat([d_zr, d_ur], axis=1), recurrent_t),
+                d_gates.write(t, tf.concat([d_zr, d_u, d_ur], axis=1)),
             )
 
-        _, dh0, d_inner, d_projected = tf.while_loop(
-            lambda t, *_: t >= 0,
-            backward,
-            (steps - 1, tf.zeros_like(h0), sequence(steps), sequence(steps)),
+        _, dh0, d_gates = tf.while_loop(
+            lambda t, *_: t >= 0, backward, (steps - 1, tf.zeros_like(h0), sequence(steps))
         )
-        dm = tf.reshape(d_inner.stack(), [-1, 3 * units])  # [T * B, 3H]
-        dp = tf.reshape(d_projected.stack(), [-1, 3 * units])
-        d_inputs = tf.reshape(tf.matmul(dp, kernel, transpose_b=True), tf.shape(inputs))
-        d_kernel = tf.matmul(flat_inputs, dp, transpose_a=True)
-        d_recurrent = tf.matmul(tf.reshape(all_h[:-1], [-1, units]), dm, transpose_a=True)
-        d_bias = tf.stack([tf.reduce_sum(dp, axis=0), tf.reduce_sum(dm, axis=0)])
+        d_gates = tf.reshape(d_gates.stack(), [-1, 4 * units])  # [T * B, 4H]
+
+        def recurrent_part(columns):  # [..., 4H] -> [..., 3H]: the z, r and recurrent-product columns
+            return tf.concat([columns[..., : 2 * units], columns[..., 3 * units :]], axis=-1)
+
+        # Products with all 4H columns, then columns dropped: cheaper than slicing [T * B, 4H].
+        padded_kernel = tf.concat([kernel, tf.zeros_like(kernel[:, :units])], axis=1)
+        d_inputs = tf.reshape(tf.matmul(d_gates, padded_kernel, transpose_b=True), tf.shape(inputs))
+        d_kernel = tf.matmul(flat_inputs, d_gates, transpose_a=True)[:, : 3 * units]
+        d_recurrent = recurrent_part(
+            tf.matmul(tf.reshape(all_h[:-1], [-1, units]), d_gates, transpose_a=True)
+        )
+        column_sums = tf.reduce_sum(d_gates, axis=0)
+        d_bias = tf.stack([column_sums[: 3 * units], recurrent_part(column_sums)])
         return d_inputs, dh0 + d_all_h[0], d_kernel, d_recurrent, d_bias
 
     return all_h, gradient
