@@ -46,21 +46,20 @@ def additive_score(query, key, scale):
 
         def gradient(upstream):
             # d score / d (q + k) = upstream * scale * (1 - tanh^2), summed over s for the query and
-            # over t for the key: the sums of upstream * 1 come at once; the loop forms those of
-            # upstream * tanh^2, and multiplies by scale after.
+            # over t for the key; scale, the same for every term of a sum, is multiplied in after.
             padded_up = tf.pad(upstream, [[0, 0], [0, chunks * chunk - target], [0, 0]])
             grads = tf.transpose(tf.reshape(padded_up, [batch, chunks, chunk, source]), [1, 0, 2, 3])
 
-            def backward(i, squares_query, squares_key, d_scale):
+            def backward(i, slopes_query, slopes_key, d_scale):
                 grad = grads[i]  # [B, chunk, S]
                 tanh = tanh_of(pieces[i])
                 d_scale += tf.tensordot(grad, tanh, [[0, 1, 2], [0, 1, 2]])
-                weighted = grad[..., None] * tf.square(tanh)
+                weighted = grad[..., None] * (1.0 - tf.square(tanh))
                 # Summed as it goes: a stack of per-chunk key terms would be [T, B, S, U] again.
-                squares_key += tf.reduce_sum(weighted, axis=1)
-                return i + 1, squares_query.write(i, tf.reduce_sum(weighted, axis=2)), squares_key, d_scale
+                slopes_key += tf.reduce_sum(weighted, axis=1)
+                return i + 1, slopes_query.write(i, tf.reduce_sum(weighted, axis=2)), slopes_key, d_scale
 
-            _, squares_query, squares_key, d_scale = tf.while_loop(
+            _, slopes_query, slopes_key, d_scale = tf.while_loop(
                 lambda i, *_: i < chunks,
                 backward,
                 (
@@ -71,11 +70,11 @@ def additive_score(query, key, scale):
                 ),
                 parallel_iterations=1,  # as in the forward map_fn
             )
-            squares_query = tf.reshape(
-                tf.transpose(squares_query.stack(), [1, 0, 2, 3]), [batch, chunks * chunk, units]
+            slopes_query = tf.reshape(
+                tf.transpose(slopes_query.stack(), [1, 0, 2, 3]), [batch, chunks * chunk, units]
             )[:, :target]
-            d_query = scale_ * (tf.reduce_sum(upstream, axis=2)[..., None] - squares_query)
-            d_key = scale_ * (tf.reduce_sum(upstream, axis=1)[..., None] - squares_key)
+            d_query = scale_ * slopes_query
+            d_key = scale_ * slopes_key
             d_query.set_shape(query.shape)
             return d_query, d_key, tf.cast(d_scale, scale.dtype)
 
