@@ -13,11 +13,13 @@ records every intermediate and multiplies by the weight gradients again at every
   step) and then forms the weight gradients as three large products over all steps at once.
 
 :func:`run_gru` and :func:`run_bidirectional_gru` do the same for GRU layers (``reset_after=True``,
-Keras' default). The layers stay plain Keras layers: they save and load as before, and on a GPU
-(where Keras picks cuDNN), at inference, or in any configuration this module does not reproduce, the
-``run_*`` functions simply call them. Models call the ``run_*`` functions and nothing else: the choice
-of path is made here. :func:`keras_layers_only` makes them call the Keras layers everywhere, to compare
-the two paths (tests, ``benchmarks/rnn_step.py``).
+Keras' default), except that the reverse loop recomputes each step's gates instead of keeping them
+from the forward pass (memory at character level; see ``_gru_sigmoid_gates``). The layers stay
+plain Keras layers: they save and load as before, and on a GPU (where Keras picks cuDNN), at
+inference, or in any configuration this module does not reproduce, the ``run_*`` functions simply
+call them. Models call the ``run_*`` functions and nothing else: the choice of path is made here.
+:func:`keras_layers_only` makes them call the Keras layers everywhere, to compare the two paths
+(tests, ``benchmarks/rnn_step.py``).
 """
 
 from __future__ import annotations
