@@ -1,7 +1,8 @@
 """Peak memory of `nmt prepare` and `nmt train` on a whole corpus, each in its own child process.
 
 Runs the real commands in a new temporary workspace and prints one JSON line with each command's
-wall time and peak resident set size (from the kernel's accounting of that child alone). Extra
+wall time and peak resident set size (from the kernel's accounting of that child alone), the
+training's CPU seconds, and the first epoch's seconds and training pairs per second. Extra
 arguments after `--` go to `nmt train`; the default trains the seed-003 model size (character-level
 LSTM, 256 units) for one epoch over every pair:
 
@@ -14,10 +15,10 @@ which depends on the longest batch, not on the corpus size)::
     python benchmarks/train_memory.py --corpus /tmp/long.txt -- --level char --arch gru-attention \
         --epochs 1 --bleu-sample 0
 
-To compare with another version of the code in the same run (alternating, so both see the same
-load), give its ``src`` folder: ``git archive <commit> src | tar -x -C /tmp/before`` and then
-``--baseline-src /tmp/before/src``; each line then says which code it measured. Figures are in
-docs/benchmarks.md ("Memory").
+To compare with another version of the code in the same run (one right after the other, so that
+both see much the same load), give its ``src`` folder: ``git archive <commit> src | tar -x -C
+/tmp/before`` and then ``--baseline-src /tmp/before/src``; each line then says which code it
+measured. Figures are in docs/benchmarks.md ("Memory").
 """
 
 from __future__ import annotations
