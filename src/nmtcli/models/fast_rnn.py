@@ -274,25 +274,40 @@ def gru_sequence(inputs, h0, kernel, recurrent_kernel, bias):
     return _gru_sigmoid_gates(inputs, h0, kernel * scale, recurrent_kernel * scale, bias * scale)
 
 
+# Above this many bytes of gates per GRU layer and sequence (steps x batch x 4 units floats), the
+# gradient recomputes each step's gates rather than keeping them: see _gru_sigmoid_gates.
+KEEP_GATES_MAX_BYTES = 32 * 2**20
+
+
+def _keeps_gates(steps, batch, units, dtype: tf.DType):
+    """Scalar bool tensor: whether ``steps x batch x 4 units`` floats of ``dtype`` fit the limit."""
+    gate_bytes = tf.reduce_prod(tf.cast([steps, batch, 4 * units], tf.int64)) * dtype.size
+    return gate_bytes <= KEEP_GATES_MAX_BYTES
+
+
 @tf.custom_gradient
 def _gru_sigmoid_gates(inputs, h0, kernel, recurrent_kernel, bias):
     """``gru_sequence`` with the candidate computed as ``2 sigmoid(u) - 1``.
 
-    Only the states are kept for the gradient: its reverse loop recomputes each step's gates from the
-    state before it (one more ``h @ recurrent_kernel`` per step), where keeping them would hold
-    ``[T, B, 4H]`` floats per layer, in pieces of one step each, until the backward pass.
+    Each step's gates (``zr``, ``s`` and ``h @ recurrent_kernel``: 4H floats a row) are kept for the
+    gradient when all of them fit in ``KEEP_GATES_MAX_BYTES``, decided at run time on the batch's
+    shape. Otherwise only the states are kept and the reverse loop recomputes each step's gates from
+    the state before it (one more ``h @ recurrent_kernel`` a step, and the input projection once):
+    long character-level batches would keep hundreds of MB in pieces of one step each, where short
+    word-level ones keep a few MB and would pay a third more CPU time to recompute them.
     """
     steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
     units = tf.shape(h0)[1]
     dtype = inputs.dtype
     flat_inputs = tf.reshape(inputs, [-1, tf.shape(inputs)[2]])
     recurrent_bias = bias[1]
+    keep = _keeps_gates(steps, batch, units, dtype)
 
     def sequence(size, first=None):
         array = tf.TensorArray(dtype, size=size, element_shape=[None, None], clear_after_read=False)
         return array if first is None else array.write(0, first)
 
-    def input_projection():  # [T, B, 3H]; made again for the gradient rather than kept
+    def input_projection():  # [T, B, 3H]
         return tf.reshape(tf.matmul(flat_inputs, kernel) + bias[0], [steps, batch, 3 * units])
 
     def gates(x, h):
@@ -303,43 +318,65 @@ def _gru_sigmoid_gates(inputs, h0, kernel, recurrent_kernel, bias):
         s = tf.sigmoid(x_h + zr[:, units:] * m_h)
         return zr, s, m_h
 
-    projected = input_projection()
+    def run_forward(keep_gates: bool):
+        """``all_h [T + 1, B, H]`` and the gates ``zr [T, B, 2H]``, ``s``, ``m_h`` (empty unless kept)."""
+        projected = input_projection()
 
-    def forward(t, h, hs):
-        zr, s, _ = gates(projected[t], h)
-        candidate = 2.0 * s - 1.0
-        h = candidate + zr[:, :units] * (h - candidate)
-        return t + 1, h, hs.write(t + 1, h)
+        def forward(t, h, hs, *kept):
+            zr, s, m_h = gates(projected[t], h)
+            candidate = 2.0 * s - 1.0
+            h = candidate + zr[:, :units] * (h - candidate)
+            if kept:
+                kept = [array.write(t, value) for array, value in zip(kept, (zr, s, m_h), strict=True)]
+            return t + 1, h, hs.write(t + 1, h), *kept
 
-    _, _, hs = tf.while_loop(lambda t, *_: t < steps, forward, (tf.constant(0), h0, sequence(steps + 1, h0)))
-    all_h = hs.stack()
+        arrays = [sequence(steps) for _ in range(3 if keep_gates else 0)]
+        _, _, hs, *kept = tf.while_loop(
+            lambda t, *_: t < steps, forward, (tf.constant(0), h0, sequence(steps + 1, h0), *arrays)
+        )
+        if not keep_gates:
+            kept = [tf.zeros([0, batch, width], dtype) for width in (2 * units, units, units)]
+            return hs.stack(), *kept
+        return hs.stack(), *(array.stack() for array in kept)
+
+    all_h, *kept = tf.cond(keep, lambda: run_forward(True), lambda: run_forward(False))
 
     def gradient(d_all_h):
         recurrent_t = tf.transpose(recurrent_kernel)
-        # Not before the gradient arrives: else the graph may run it during the forward pass.
-        with tf.control_dependencies([d_all_h]):
-            projected = input_projection()
 
-        def backward(t, dh_next, d_gates):
-            h_prev = all_h[t]
-            zr, s, m_h = gates(projected[t], h_prev)
-            z, r = tf.split(zr, 2, axis=1)
-            dh = dh_next + d_all_h[t + 1]
-            d_u = dh * (1.0 - z) * 2.0 * s * (1.0 - s)  # through h = c + z (h_prev - c), c = 2 s - 1
-            d_zr = tf.concat([dh * (h_prev - (2.0 * s - 1.0)), d_u * m_h], axis=1) * zr * (1.0 - zr)
-            d_ur = d_u * r
-            # [B, 4H]: the input projection's gradient is the first 3H, the recurrent product's the
-            # first 2H and the last H.
-            return (
-                t - 1,
-                dh * z + tf.matmul(tf.concat([d_zr, d_ur], axis=1), recurrent_t),
-                d_gates.write(t, tf.concat([d_zr, d_u, d_ur], axis=1)),
+        def run_backward(keep_gates: bool):
+            """``dh0 [B, H]`` and ``d_gates [T, B, 4H]``, from the kept gates or recomputing them."""
+            if keep_gates:
+                step_gates = lambda t: tuple(values[t] for values in kept)  # noqa: E731
+            else:
+                # Not before the gradient arrives: else the graph may run it during the forward pass.
+                with tf.control_dependencies([d_all_h]):
+                    projected = input_projection()
+                step_gates = lambda t: gates(projected[t], all_h[t])  # noqa: E731
+
+            def backward(t, dh_next, d_gates):
+                h_prev = all_h[t]
+                zr, s, m_h = step_gates(t)
+                z, r = tf.split(zr, 2, axis=1)
+                dh = dh_next + d_all_h[t + 1]
+                d_u = dh * (1.0 - z) * 2.0 * s * (1.0 - s)  # through h = c + z (h_prev - c), c = 2 s - 1
+                d_zr = tf.concat([dh * (h_prev - (2.0 * s - 1.0)), d_u * m_h], axis=1) * zr * (1.0 - zr)
+                d_ur = d_u * r
+                # [B, 4H]: the input projection's gradient is the first 3H, the recurrent product's the
+                # first 2H and the last H.
+                return (
+                    t - 1,
+                    dh * z + tf.matmul(tf.concat([d_zr, d_ur], axis=1), recurrent_t),
+                    d_gates.write(t, tf.concat([d_zr, d_u, d_ur], axis=1)),
+                )
+
+            _, dh0, d_gates = tf.while_loop(
+                lambda t, *_: t >= 0, backward, (steps - 1, tf.zeros_like(h0), sequence(steps))
             )
+            return dh0, d_gates.stack()
 
-        _, dh0, d_gates = tf.while_loop(
-            lambda t, *_: t >= 0, backward, (steps - 1, tf.zeros_like(h0), sequence(steps))
-        )
-        d_gates = tf.reshape(d_gates.stack(), [-1, 4 * units])  # [T * B, 4H]
+        dh0, d_gates = tf.cond(keep, lambda: run_backward(True), lambda: run_backward(False))
+        d_gates = tf.reshape(d_gates, [-1, 4 * units])  # [T * B, 4H]
 
         def recurrent_part(columns):  # [..., 4H] -> [..., 3H]: the z, r and recurrent-product columns
             return tf.concat([columns[..., : 2 * units], columns[..., 3 * units :]], axis=-1)
