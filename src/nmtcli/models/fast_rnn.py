@@ -276,7 +276,7 @@ def gru_sequence(inputs, h0, kernel, recurrent_kernel, bias):
 
 # Above this many bytes of gates per GRU layer and sequence (steps x batch x 4 units floats), the
 # gradient recomputes each step's gates rather than keeping them: see _gru_sigmoid_gates.
-KEEP_GATES_MAX_BYTES = 32 * 2**20
+KEEP_GATES_MAX_BYTES = 16 * 2**20
 
 
 def _keeps_gates(steps, batch, units, dtype: tf.DType):
@@ -318,78 +318,102 @@ def _gru_sigmoid_gates(inputs, h0, kernel, recurrent_kernel, bias):
         s = tf.sigmoid(x_h + zr[:, units:] * m_h)
         return zr, s, m_h
 
-    def run_forward(keep_gates: bool):
-        """``all_h [T + 1, B, H]`` and the gates ``zr [T, B, 2H]``, ``s``, ``m_h`` (empty unless kept)."""
-        projected = input_projection()
+    projected = input_projection()
 
-        def forward(t, h, hs, *kept):
-            zr, s, m_h = gates(projected[t], h)
-            candidate = 2.0 * s - 1.0
-            h = candidate + zr[:, :units] * (h - candidate)
-            if kept:
-                kept = [array.write(t, value) for array, value in zip(kept, (zr, s, m_h), strict=True)]
-            return t + 1, h, hs.write(t + 1, h), *kept
-
-        arrays = [sequence(steps) for _ in range(3 if keep_gates else 0)]
-        _, _, hs, *kept = tf.while_loop(
-            lambda t, *_: t < steps, forward, (tf.constant(0), h0, sequence(steps + 1, h0), *arrays)
+    def forward(t, h, hs, *kept):
+        zr, s, m_h = gates(projected[t], h)
+        candidate = 2.0 * s - 1.0
+        h = candidate + zr[:, :units] * (h - candidate)
+        kept = tf.cond(
+            keep,
+            lambda: [array.write(t, value) for array, value in zip(kept, (zr, s, m_h), strict=True)],
+            lambda: list(kept),
         )
-        if not keep_gates:
-            kept = [tf.zeros([0, batch, width], dtype) for width in (2 * units, units, units)]
-            return hs.stack(), *kept
-        return hs.stack(), *(array.stack() for array in kept)
+        return t + 1, h, hs.write(t + 1, h), *kept
 
-    all_h, *kept = tf.cond(keep, lambda: run_forward(True), lambda: run_forward(False))
+    # The gates, written only when kept: zr [B, 2H], s [B, H], m_h [B, H] a step.
+    arrays = [sequence(steps) for _ in range(3)]
+    _, _, hs, *kept = tf.while_loop(
+        lambda t, *_: t < steps, forward, (tf.constant(0), h0, sequence(steps + 1, h0), *arrays)
+    )
+    all_h = hs.stack()
 
     def gradient(d_all_h):
         recurrent_t = tf.transpose(recurrent_kernel)
 
-        def run_backward(keep_gates: bool):
-            """``dh0 [B, H]`` and ``d_gates [T, B, 4H]``, from the kept gates or recomputing them."""
-            if keep_gates:
-                step_gates = lambda t: tuple(values[t] for values in kept)  # noqa: E731
-            else:
-                # Not before the gradient arrives: else the graph may run it during the forward pass.
-                with tf.control_dependencies([d_all_h]):
-                    projected = input_projection()
-                step_gates = lambda t: gates(projected[t], all_h[t])  # noqa: E731
+        def step_gradients(t, dh_next, zr, s, m_h):
+            """Step t's ``dh [B, H]`` and the gradients of its gates' pre-activations ``d_zr [B, 2H]``,
+            ``d_u [B, H]`` (the candidate's) and ``d_ur [B, H]`` (its recurrent product's)."""
+            h_prev = all_h[t]
+            z, r = tf.split(zr, 2, axis=1)
+            dh = dh_next + d_all_h[t + 1]
+            d_u = dh * (1.0 - z) * 2.0 * s * (1.0 - s)  # through h = c + z (h_prev - c), c = 2 s - 1
+            d_zr = tf.concat([dh * (h_prev - (2.0 * s - 1.0)), d_u * m_h], axis=1) * zr * (1.0 - zr)
+            return dh * z, d_zr, d_u, d_u * r
 
-            def backward(t, dh_next, d_gates):
-                h_prev = all_h[t]
-                zr, s, m_h = step_gates(t)
-                z, r = tf.split(zr, 2, axis=1)
-                dh = dh_next + d_all_h[t + 1]
-                d_u = dh * (1.0 - z) * 2.0 * s * (1.0 - s)  # through h = c + z (h_prev - c), c = 2 s - 1
-                d_zr = tf.concat([dh * (h_prev - (2.0 * s - 1.0)), d_u * m_h], axis=1) * zr * (1.0 - zr)
-                d_ur = d_u * r
-                # [B, 4H]: the input projection's gradient is the first 3H, the recurrent product's the
-                # first 2H and the last H.
+        def from_kept_gates():
+            # Two pieces of 3H a step (the input projection's gradient, the recurrent product's): the
+            # fastest layout, and these sequences are short.
+            def backward(t, dh_next, d_inner, d_projected):
+                dh_z, d_zr, d_u, d_ur = step_gradients(t, dh_next, *(array.read(t) for array in kept))
+                dm = tf.concat([d_zr, d_ur], axis=1)
                 return (
                     t - 1,
-                    dh * z + tf.matmul(tf.concat([d_zr, d_ur], axis=1), recurrent_t),
+                    dh_z + tf.matmul(dm, recurrent_t),
+                    d_inner.write(t, dm),
+                    d_projected.write(t, tf.concat([d_zr, d_u], axis=1)),
+                )
+
+            _, dh0, dm, dp = tf.while_loop(
+                lambda t, *_: t >= 0,
+                backward,
+                (steps - 1, tf.zeros_like(h0), sequence(steps), sequence(steps)),
+            )
+            dm = tf.reshape(dm.stack(), [-1, 3 * units])  # [T * B, 3H]
+            dp = tf.reshape(dp.stack(), [-1, 3 * units])
+            return (
+                tf.reshape(tf.matmul(dp, kernel, transpose_b=True), tf.shape(inputs)),
+                dh0,
+                tf.matmul(flat_inputs, dp, transpose_a=True),
+                tf.matmul(tf.reshape(all_h[:-1], [-1, units]), dm, transpose_a=True),
+                tf.stack([tf.reduce_sum(dp, axis=0), tf.reduce_sum(dm, axis=0)]),
+            )
+
+        def recomputing_gates():
+            # Not before the gradient arrives: else the graph may run it during the forward pass.
+            with tf.control_dependencies([d_all_h]):
+                projected = input_projection()
+
+            # One piece of 4H a step: the input projection's gradient is the first 3H, the recurrent
+            # product's the first 2H and the last H. Less memory held than two of 3H.
+            def backward(t, dh_next, d_gates):
+                dh_z, d_zr, d_u, d_ur = step_gradients(t, dh_next, *gates(projected[t], all_h[t]))
+                return (
+                    t - 1,
+                    dh_z + tf.matmul(tf.concat([d_zr, d_ur], axis=1), recurrent_t),
                     d_gates.write(t, tf.concat([d_zr, d_u, d_ur], axis=1)),
                 )
 
             _, dh0, d_gates = tf.while_loop(
                 lambda t, *_: t >= 0, backward, (steps - 1, tf.zeros_like(h0), sequence(steps))
             )
-            return dh0, d_gates.stack()
+            d_gates = tf.reshape(d_gates.stack(), [-1, 4 * units])  # [T * B, 4H]
 
-        dh0, d_gates = tf.cond(keep, lambda: run_backward(True), lambda: run_backward(False))
-        d_gates = tf.reshape(d_gates, [-1, 4 * units])  # [T * B, 4H]
+            def recurrent_part(columns):  # [..., 4H] -> [..., 3H]: the z, r and recurrent-product columns
+                return tf.concat([columns[..., : 2 * units], columns[..., 3 * units :]], axis=-1)
 
-        def recurrent_part(columns):  # [..., 4H] -> [..., 3H]: the z, r and recurrent-product columns
-            return tf.concat([columns[..., : 2 * units], columns[..., 3 * units :]], axis=-1)
+            # Products with all 4H columns, then columns dropped: cheaper than slicing [T * B, 4H].
+            padded_kernel = tf.concat([kernel, tf.zeros_like(kernel[:, :units])], axis=1)
+            column_sums = tf.reduce_sum(d_gates, axis=0)
+            return (
+                tf.reshape(tf.matmul(d_gates, padded_kernel, transpose_b=True), tf.shape(inputs)),
+                dh0,
+                tf.matmul(flat_inputs, d_gates, transpose_a=True)[:, : 3 * units],
+                recurrent_part(tf.matmul(tf.reshape(all_h[:-1], [-1, units]), d_gates, transpose_a=True)),
+                tf.stack([column_sums[: 3 * units], recurrent_part(column_sums)]),
+            )
 
-        # Products with all 4H columns, then columns dropped: cheaper than slicing [T * B, 4H].
-        padded_kernel = tf.concat([kernel, tf.zeros_like(kernel[:, :units])], axis=1)
-        d_inputs = tf.reshape(tf.matmul(d_gates, padded_kernel, transpose_b=True), tf.shape(inputs))
-        d_kernel = tf.matmul(flat_inputs, d_gates, transpose_a=True)[:, : 3 * units]
-        d_recurrent = recurrent_part(
-            tf.matmul(tf.reshape(all_h[:-1], [-1, units]), d_gates, transpose_a=True)
-        )
-        column_sums = tf.reduce_sum(d_gates, axis=0)
-        d_bias = tf.stack([column_sums[: 3 * units], recurrent_part(column_sums)])
+        d_inputs, dh0, d_kernel, d_recurrent, d_bias = tf.cond(keep, from_kept_gates, recomputing_gates)
         return d_inputs, dh0 + d_all_h[0], d_kernel, d_recurrent, d_bias
 
     return all_h, gradient
