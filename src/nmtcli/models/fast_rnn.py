@@ -13,13 +13,13 @@ records every intermediate and multiplies by the weight gradients again at every
   step) and then forms the weight gradients as three large products over all steps at once.
 
 :func:`run_gru` and :func:`run_bidirectional_gru` do the same for GRU layers (``reset_after=True``,
-Keras' default), except that the reverse loop recomputes each step's gates instead of keeping them
-from the forward pass (memory at character level; see ``_gru_sigmoid_gates``). The layers stay
-plain Keras layers: they save and load as before, and on a GPU (where Keras picks cuDNN), at
-inference, or in any configuration this module does not reproduce, the ``run_*`` functions simply
-call them. Models call the ``run_*`` functions and nothing else: the choice of path is made here.
-:func:`keras_layers_only` makes them call the Keras layers everywhere, to compare the two paths
-(tests, ``benchmarks/rnn_step.py``).
+Keras' default), except that for long batches the reverse loop recomputes each step's gates
+instead of keeping them from the forward pass (memory at character level; see
+``_gru_sigmoid_gates``). The layers stay plain Keras layers: they save and load as before, and on a
+GPU (where Keras picks cuDNN), at inference, or in any configuration this module does not reproduce,
+the ``run_*`` functions simply call them. Models call the ``run_*`` functions and nothing else: the
+choice of path is made here. :func:`keras_layers_only` makes them call the Keras layers everywhere,
+to compare the two paths (tests, ``benchmarks/rnn_step.py``).
 """
 
 from __future__ import annotations
@@ -274,8 +274,10 @@ def gru_sequence(inputs, h0, kernel, recurrent_kernel, bias):
     return _gru_sigmoid_gates(inputs, h0, kernel * scale, recurrent_kernel * scale, bias * scale)
 
 
-# Above this many bytes of gates per GRU layer and sequence (steps x batch x 4 units floats), the
-# gradient recomputes each step's gates rather than keeping them: see _gru_sigmoid_gates.
+# Above this many bytes of gates per GRU layer and batch (steps x batch x 4 units floats), the gradient
+# recomputes each step's gates rather than keeping them: see _gru_sigmoid_gates. 16 MB is 64 steps at
+# batch 64 and 256 units: word-level batches (about 20 steps, 5 MB) keep them, character-level ones of
+# longer sentences recompute (docs/benchmarks.md, "Character level, the default architecture").
 KEEP_GATES_MAX_BYTES = 16 * 2**20
 
 
@@ -294,7 +296,9 @@ def _gru_sigmoid_gates(inputs, h0, kernel, recurrent_kernel, bias):
     shape. Otherwise only the states are kept and the reverse loop recomputes each step's gates from
     the state before it (one more ``h @ recurrent_kernel`` a step, and the input projection once):
     long character-level batches would keep hundreds of MB in pieces of one step each, where short
-    word-level ones keep a few MB and would pay a third more CPU time to recompute them.
+    word-level ones keep a few MB and would pay about 40% more CPU time a layer to recompute them.
+    One forward loop serves both (it writes the gates only when they are kept); the gradient runs
+    one of two reverse loops, which share the gate math (``gates``, ``step_gradients``).
     """
     steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
     units = tf.shape(h0)[1]
