@@ -355,69 +355,62 @@ def _gru_sigmoid_gates(inputs, h0, kernel, recurrent_kernel, bias):
             d_zr = tf.concat([dh * (h_prev - (2.0 * s - 1.0)), d_u * m_h], axis=1) * zr * (1.0 - zr)
             return dh * z, d_zr, d_u, d_u * r
 
-        def from_kept_gates():
+        # Not before the gradient arrives: else the graph may run it during the forward pass.
+        with tf.control_dependencies([d_all_h]):
+            projected = tf.cond(keep, lambda: tf.zeros([0, batch, 3 * units], dtype), input_projection)
+
+        def kept_step(t, dh_next, d_inner, d_projected, d_gates):
             # Two pieces of 3H a step (the input projection's gradient, the recurrent product's): the
             # fastest layout, and these sequences are short.
-            def backward(t, dh_next, d_inner, d_projected):
-                dh_z, d_zr, d_u, d_ur = step_gradients(t, dh_next, *(array.read(t) for array in kept))
-                dm = tf.concat([d_zr, d_ur], axis=1)
-                return (
-                    t - 1,
-                    dh_z + tf.matmul(dm, recurrent_t),
-                    d_inner.write(t, dm),
-                    d_projected.write(t, tf.concat([d_zr, d_u], axis=1)),
-                )
+            dh_z, d_zr, d_u, d_ur = step_gradients(t, dh_next, *(array.read(t) for array in kept))
+            dm = tf.concat([d_zr, d_ur], axis=1)
+            dh = dh_z + tf.matmul(dm, recurrent_t)
+            return dh, d_inner.write(t, dm), d_projected.write(t, tf.concat([d_zr, d_u], axis=1)), d_gates
 
-            _, dh0, dm, dp = tf.while_loop(
-                lambda t, *_: t >= 0,
-                backward,
-                (steps - 1, tf.zeros_like(h0), sequence(steps), sequence(steps)),
-            )
-            dm = tf.reshape(dm.stack(), [-1, 3 * units])  # [T * B, 3H]
-            dp = tf.reshape(dp.stack(), [-1, 3 * units])
-            return (
-                tf.reshape(tf.matmul(dp, kernel, transpose_b=True), tf.shape(inputs)),
-                dh0,
-                tf.matmul(flat_inputs, dp, transpose_a=True),
-                tf.matmul(tf.reshape(all_h[:-1], [-1, units]), dm, transpose_a=True),
-                tf.stack([tf.reduce_sum(dp, axis=0), tf.reduce_sum(dm, axis=0)]),
-            )
-
-        def recomputing_gates():
-            # Not before the gradient arrives: else the graph may run it during the forward pass.
-            with tf.control_dependencies([d_all_h]):
-                projected = input_projection()
-
+        def recomputed_step(t, dh_next, d_inner, d_projected, d_gates):
             # One piece of 4H a step: the input projection's gradient is the first 3H, the recurrent
             # product's the first 2H and the last H. Less memory held than two of 3H.
-            def backward(t, dh_next, d_gates):
-                dh_z, d_zr, d_u, d_ur = step_gradients(t, dh_next, *gates(projected[t], all_h[t]))
-                return (
-                    t - 1,
-                    dh_z + tf.matmul(tf.concat([d_zr, d_ur], axis=1), recurrent_t),
-                    d_gates.write(t, tf.concat([d_zr, d_u, d_ur], axis=1)),
-                )
+            dh_z, d_zr, d_u, d_ur = step_gradients(t, dh_next, *gates(projected[t], all_h[t]))
+            dh = dh_z + tf.matmul(tf.concat([d_zr, d_ur], axis=1), recurrent_t)
+            return dh, d_inner, d_projected, d_gates.write(t, tf.concat([d_zr, d_u, d_ur], axis=1))
 
-            _, dh0, d_gates = tf.while_loop(
-                lambda t, *_: t >= 0, backward, (steps - 1, tf.zeros_like(h0), sequence(steps))
+        def backward(t, *carried):
+            step = tf.cond(keep, lambda: kept_step(t, *carried), lambda: recomputed_step(t, *carried))
+            return t - 1, *step
+
+        _, dh0, dm, dp, d_gates = tf.while_loop(
+            lambda t, *_: t >= 0,
+            backward,
+            (steps - 1, tf.zeros_like(h0), sequence(steps), sequence(steps), sequence(steps)),
+        )
+
+        def from_kept_gates():
+            d_inner = tf.reshape(dm.stack(), [-1, 3 * units])  # [T * B, 3H]
+            d_projected = tf.reshape(dp.stack(), [-1, 3 * units])
+            return (
+                tf.reshape(tf.matmul(d_projected, kernel, transpose_b=True), tf.shape(inputs)),
+                tf.matmul(flat_inputs, d_projected, transpose_a=True),
+                tf.matmul(tf.reshape(all_h[:-1], [-1, units]), d_inner, transpose_a=True),
+                tf.stack([tf.reduce_sum(d_projected, axis=0), tf.reduce_sum(d_inner, axis=0)]),
             )
-            d_gates = tf.reshape(d_gates.stack(), [-1, 4 * units])  # [T * B, 4H]
 
-            def recurrent_part(columns):  # [..., 4H] -> [..., 3H]: the z, r and recurrent-product columns
-                return tf.concat([columns[..., : 2 * units], columns[..., 3 * units :]], axis=-1)
+        def from_recomputed_gates():
+            columns = tf.reshape(d_gates.stack(), [-1, 4 * units])  # [T * B, 4H]
+
+            def recurrent_part(values):  # [..., 4H] -> [..., 3H]: the z, r and recurrent-product columns
+                return tf.concat([values[..., : 2 * units], values[..., 3 * units :]], axis=-1)
 
             # Products with all 4H columns, then columns dropped: cheaper than slicing [T * B, 4H].
             padded_kernel = tf.concat([kernel, tf.zeros_like(kernel[:, :units])], axis=1)
-            column_sums = tf.reduce_sum(d_gates, axis=0)
+            column_sums = tf.reduce_sum(columns, axis=0)
             return (
-                tf.reshape(tf.matmul(d_gates, padded_kernel, transpose_b=True), tf.shape(inputs)),
-                dh0,
-                tf.matmul(flat_inputs, d_gates, transpose_a=True)[:, : 3 * units],
-                recurrent_part(tf.matmul(tf.reshape(all_h[:-1], [-1, units]), d_gates, transpose_a=True)),
+                tf.reshape(tf.matmul(columns, padded_kernel, transpose_b=True), tf.shape(inputs)),
+                tf.matmul(flat_inputs, columns, transpose_a=True)[:, : 3 * units],
+                recurrent_part(tf.matmul(tf.reshape(all_h[:-1], [-1, units]), columns, transpose_a=True)),
                 tf.stack([column_sums[: 3 * units], recurrent_part(column_sums)]),
             )
 
-        d_inputs, dh0, d_kernel, d_recurrent, d_bias = tf.cond(keep, from_kept_gates, recomputing_gates)
+        d_inputs, d_kernel, d_recurrent, d_bias = tf.cond(keep, from_kept_gates, from_recomputed_gates)
         return d_inputs, dh0 + d_all_h[0], d_kernel, d_recurrent, d_bias
 
     return all_h, gradient
