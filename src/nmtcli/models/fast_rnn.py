@@ -300,8 +300,8 @@ def _gru_sigmoid_gates(inputs, h0, kernel, recurrent_kernel, bias):
     One forward and one reverse loop serve both, choosing per step with a ``tf.cond`` on ``keep``
     (the forward writes the gates only when kept; the reverse reads or recomputes them, and writes the
     kept mode's faster two pieces of 3H a step or the recomputing mode's smaller one of 4H). Whole
-    loops under one ``tf.cond`` held about 200 MB more at character level: their inputs stay alive
-    until the branch returns.
+    loops under one ``tf.cond`` peaked 150-200 MB higher at character level (probably because a
+    branch's inputs stay alive until it returns).
     """
     steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
     units = tf.shape(h0)[1]
