@@ -11,8 +11,9 @@ from nmtcli.models import additive_score
 from nmtcli.models.additive_score import ChunkedAdditiveAttention
 
 
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "traced"])
 @pytest.mark.parametrize("chunk_elements", [1 << 23, 50, 1], ids=["one-chunk", "a-few", "one-step-each"])
-def test_same_outputs_and_gradients_as_keras_additive_attention(chunk_elements, monkeypatch) -> None:
+def test_same_outputs_and_gradients_as_keras_additive_attention(chunk_elements, traced, monkeypatch) -> None:
     monkeypatch.setattr(additive_score, "CHUNK_ELEMENTS", chunk_elements)
     rng = np.random.default_rng(0)
     query = tf.constant(rng.normal(size=(3, 7, 5)), tf.float32)
@@ -26,13 +27,16 @@ def test_same_outputs_and_gradients_as_keras_additive_attention(chunk_elements, 
     chunked.scale.assign(rng.normal(size=5).astype("float32"))
     reference.set_weights(chunked.get_weights())  # the same weights, so an old model loads as is
 
-    results = []
-    for layer in (reference, chunked):
+    def outputs_and_gradients(layer):
         with tf.GradientTape() as tape:
             tape.watch([query, keys, values])
             context, weights = layer([query, values, keys], mask=[None, mask], return_attention_scores=True)
             loss = tf.reduce_sum(context * context) + tf.reduce_sum(weights * tf.range(4.0))
-        results.append([context, weights, *tape.gradient(loss, [query, keys, values, layer.scale])])
+        return [context, weights, *tape.gradient(loss, [query, keys, values, layer.scale])]
+
+    # Traced, the backward loop runs in a graph (one slice at a time there: parallel_iterations=1).
+    compute = tf.function(outputs_and_gradients) if traced else outputs_and_gradients
+    results = [compute(reference), compute(chunked)]
     for expected, got in zip(*results, strict=True):
         np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
 

@@ -10,9 +10,10 @@ import pytest
 import tensorflow as tf
 
 from nmtcli.config import ModelConfig
-from nmtcli.models import ARCHITECTURES, build_model
+from nmtcli.models import ARCHITECTURES, build_model, fast_rnn
 from nmtcli.models.fast_rnn import (
     _fast_path_applies,
+    _keeps_gates,
     keras_layers_only,
     lstm_sequence,
     run_bidirectional_gru,
@@ -121,21 +122,38 @@ def test_configurations_the_fast_path_does_not_reproduce_call_the_layer() -> Non
     assert run_lstm(unbuilt, inputs)[1].shape == (2, 5)  # built on the way, by Keras
 
 
-def gru_outputs_and_gradients(call, layer, inputs, state, mask):
-    with tf.GradientTape() as tape:
-        tape.watch(inputs)
-        if state is not None:
-            tape.watch(state)
-        outputs, *final = call(inputs, mask=mask, **({} if state is None else {"initial_state": state}))
-        weight = tf.cast(mask, tf.float32)[..., None] if outputs.shape.rank == 3 else 1.0
-        loss = tf.reduce_sum(tf.sin(outputs) * weight) + sum(tf.reduce_sum(h * h) for h in final)
-    sources = [inputs] + ([] if state is None else [state])
-    gradients = tape.gradient(loss, sources + layer.trainable_variables)
-    return [np.asarray(t) for t in (outputs, *final)], [np.asarray(g) for g in gradients]
+def gru_outputs_and_gradients(call, layer, inputs, state, mask, traced=False):
+    def compute():
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            if state is not None:
+                tape.watch(state)
+            outputs, *final = call(inputs, mask=mask, **({} if state is None else {"initial_state": state}))
+            weight = tf.cast(mask, tf.float32)[..., None] if outputs.shape.rank == 3 else 1.0
+            loss = tf.reduce_sum(tf.sin(outputs) * weight) + sum(tf.reduce_sum(h * h) for h in final)
+        sources = [inputs] + ([] if state is None else [state])
+        return [outputs, *final], tape.gradient(loss, sources + layer.trainable_variables)
+
+    # Traced, the gradient is a graph whose ops may run in any order their inputs allow.
+    values, gradients = tf.function(compute)() if traced else compute()
+    return [np.asarray(t) for t in values], [np.asarray(g) for g in gradients]
 
 
+def test_the_gru_keeps_its_gates_up_to_the_threshold_in_bytes() -> None:
+    limit = fast_rnn.KEEP_GATES_MAX_BYTES // (64 * 4 * 256 * 4)  # steps at batch 64, 256 units, float32
+    assert 20 < limit < 283  # word-level batches keep them, the longest character-level ones do not
+    assert bool(_keeps_gates(tf.constant(limit), 64, 256, tf.float32))
+    assert not bool(_keeps_gates(tf.constant(limit + 1), 64, 256, tf.float32))
+    assert bool(_keeps_gates(tf.constant(2 * limit), 64, 256, tf.float16))
+    assert not bool(_keeps_gates(tf.constant(2**20), 2**12, 2**10, tf.float32))  # no int32 overflow
+
+
+@pytest.mark.parametrize("keep_gates", [False, True], ids=["recompute", "keep"])
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "traced"])
 @pytest.mark.parametrize("kind", ["final", "sequences", "bidirectional"])
-def test_run_gru_matches_the_keras_layer_with_padding(kind) -> None:
+def test_run_gru_matches_the_keras_layer_with_padding(kind, traced, keep_gates, monkeypatch) -> None:
+    """The gradient keeps each step's gates or recomputes them (by the batch's size): same values."""
+    monkeypatch.setattr(fast_rnn, "KEEP_GATES_MAX_BYTES", 2**40 if keep_gates else 0)
     keras.utils.set_random_seed(4)
     inputs = tf.random.normal((BATCH, STEPS, FEATURES))
     mask = tf.constant(np.arange(STEPS)[None, :] < LENGTHS[:, None])
@@ -153,7 +171,7 @@ def test_run_gru_matches_the_keras_layer_with_padding(kind) -> None:
         )
     layer(inputs, mask=mask, **({} if state is None else {"initial_state": state}))  # build
     expected, expected_gradients = gru_outputs_and_gradients(layer, layer, inputs, state, mask)
-    got, got_gradients = gru_outputs_and_gradients(fast, layer, inputs, state, mask)
+    got, got_gradients = gru_outputs_and_gradients(fast, layer, inputs, state, mask, traced)
 
     for index, (g, e) in enumerate(zip(got, expected, strict=True)):  # padded steps included
         np.testing.assert_allclose(g, e, atol=1e-5, err_msg=f"output {index}")

@@ -619,7 +619,9 @@ def test_nmt_serve_serves_the_latest_run_on_localhost_until_sigterm(tmp_path, ti
                 break
             assert child.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
-        assert health.json()["run"] == tiny_run.name and health.json()["engine"] == "auto"
+        assert (
+            health.json()["run"] == tiny_run.name and health.json()["engine"] == "tensorflow"
+        )  # the engine chosen, not the option
         assert post(base, {"q": ["red cat."]}).json()["translations"][0]
         for body, headers, _status, _limit, _words in BAD_REQUESTS:
             httpx.post(f"{base}/translate", content=body, headers=headers, timeout=60)

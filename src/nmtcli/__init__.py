@@ -40,6 +40,7 @@ _EXPORTS = {
     "train": "training",
     "greedy_search": "decoding",
     "Translator": "translator",
+    "open_translator": "engines",
     "evaluate": "evaluation",
 }
 
@@ -60,6 +61,7 @@ __all__ = [
     "build_model",
     "evaluate",
     "greedy_search",
+    "open_translator",
     "prepare",
     "read_pairs",
     "train",
@@ -69,6 +71,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import DecodingConfig, ModelConfig, PrepareConfig, TrainConfig
     from .corpus import prepare, read_pairs
     from .decoding import greedy_search
+    from .engines import open_translator
     from .errors import ConfigError, CorpusError, DataError, ModelError, NmtError
     from .evaluation import evaluate
     from .models import build_model
@@ -79,7 +82,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 # Modules that import no TensorFlow; the others are imported after runtime.quiet_import().
-_WITHOUT_TENSORFLOW = {"errors", "config", "workspace", "corpus", "vectorizers"}
+_WITHOUT_TENSORFLOW = {"errors", "config", "workspace", "corpus", "vectorizers", "engines"}
 
 
 def __getattr__(name: str):

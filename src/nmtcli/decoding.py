@@ -27,6 +27,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from . import translation
 from .config import DEFAULT_LENGTH_PENALTY
 from .models import bf16
 from .vectorizers import END_ID, PAD_ID, START_ID
@@ -331,12 +332,10 @@ def beam_search(
 
 
 def default_max_length(source_length: Any, max_target_length: int) -> Any:
-    """The step limit when none is given: twice the source length (tokens) plus 10, within twice the
-    longest training target (at least 16). ``source_length`` a Python int or a scalar int32 tensor."""
-    cap = max(16, 2 * max_target_length)
-    if isinstance(source_length, int):
-        return min(cap, 2 * source_length + 10)
-    return tf.minimum(cap, 2 * source_length + 10)
+    """The step limit when none is given (``translation.default_max_length``: twice the source length
+    plus 10, capped). ``source_length`` a Python int or a scalar int32 tensor."""
+    minimum = min if isinstance(source_length, int) else tf.minimum
+    return translation.default_max_length(source_length, max_target_length, minimum)
 
 
 class ModelSteps:

@@ -4,6 +4,10 @@ Every score comes with sacrebleu's signature and ours (model and decoding settin
 be reproduced. With several references per source (the grouped split keeps all translations of a
 test sentence together) the multi-reference score is the headline; the score against the first
 reference alone is reported beside it.
+
+Either engine's translator scores (see ``engines``): with CTranslate2, perplexity comes from its
+``score_batch`` (the same per-token cross-entropy, end token included) and TensorFlow is never
+imported.
 """
 
 from __future__ import annotations
@@ -12,19 +16,20 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sacrebleu
-import tensorflow as tf
 
 from . import __version__
 from .config import DecodingConfig, decoding_config
 from .corpus import reference_streams
 from .errors import DataError
 from .history import perplexity as perplexity_of
-from .pipeline import EncodedPairs, make_dataset
 from .run_folder import RunFolder
-from .translator import Translator
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .ct2 import CT2Translator
+    from .translator import Translator
 
 __all__ = ["EvaluationResult", "evaluate", "record_evaluation", "reference_streams", "token_cross_entropy"]
 METRICS = ("bleu", "chrf", "ter")
@@ -51,11 +56,14 @@ class EvaluationResult:
     model: str
     decoding: dict[str, Any]
     hypotheses: list[str] = field(repr=False, default_factory=list)
+    engine: str = "tensorflow"  # or "ctranslate2", "ctranslate2-int8" ... (its compute type when not float32)
 
     def signature(self) -> str:
         """Our half of the reproducibility signature."""
         decoding = "|".join(DecodingConfig.from_dict(self.decoding).signature())
-        return f"nmtcli:{__version__}|model:{self.model}|{decoding}|nsents:{self.sentences}"
+        return (
+            f"nmtcli:{__version__}|model:{self.model}|{decoding}|engine:{self.engine}|nsents:{self.sentences}"
+        )
 
     def to_dict(self, with_hypotheses: bool = False) -> dict[str, Any]:
         data = asdict(self)
@@ -66,12 +74,20 @@ class EvaluationResult:
 
 
 def token_cross_entropy(
-    translator: Translator, pairs: Sequence[tuple[str, str]], batch_size: int = 64
+    translator: Translator | CT2Translator, pairs: Sequence[tuple[str, str]], batch_size: int = 64
 ) -> float | None:
-    """Mean cross-entropy per target token (nats), exactly: summed over tokens, then divided.
+    """Mean cross-entropy per target token (nats), exactly: summed over tokens, then divided; the
+    target's end token counts, padding does not.
 
     Pairs whose source encodes to no token at all (a blank line) are left out: the model has nothing
-    to condition on, and a batch of only such sources has no time steps to run."""
+    to condition on, and a batch of only such sources has no time steps to run. A CTranslate2
+    translator scores with CTranslate2 (``CT2Translator.cross_entropy``)."""
+    if getattr(translator, "engine", "tensorflow") == "ctranslate2":
+        return translator.cross_entropy(pairs, batch_size)
+    import tensorflow as tf
+
+    from .pipeline import EncodedPairs, make_dataset
+
     encoded = EncodedPairs(
         ((s, r) for s, r in pairs if translator.source.encode(s)), translator.source, translator.target
     )
@@ -97,7 +113,7 @@ def token_cross_entropy(
 
 
 def evaluate(
-    translator: Translator,
+    translator: Translator | CT2Translator,
     sources: Sequence[str],
     references: Sequence[Sequence[str]],
     metrics: Sequence[str] = DEFAULT_METRICS,
@@ -138,7 +154,15 @@ def evaluate(
         model=model_name or (translator.run_dir.name if translator.run_dir else "model"),
         decoding=decoding.to_dict(),
         hypotheses=hypotheses,
+        engine=engine_name(translator),
     )
+
+
+def engine_name(translator: Any) -> str:
+    """``tensorflow``, ``ctranslate2``, or ``ctranslate2-int8`` (the compute type when not float32)."""
+    engine = getattr(translator, "engine", "tensorflow")
+    compute_type = getattr(translator, "compute_type", "float32")
+    return engine if compute_type == "float32" else f"{engine}-{compute_type}"
 
 
 def record_evaluation(run_dir: Path, key: str, result: EvaluationResult, data: str) -> Path:

@@ -19,6 +19,10 @@
       backup/              resumable training state (removed when training completes)
       mlflow.json          with `nmt train --mlflow`: the MLflow store and run id (see ``tracking``)
       tensorboard/         with `nmt train --tensorboard`: TensorBoard event files
+      ctranslate2/         transformer runs: the model for CTranslate2 (see ``ct2``), written at the end
+                           of `nmt train` or on first use; its nmt-ctranslate2.json holds the checksums
+                           of its files and of the model.keras it was made from
+      export/              `nmt export`'s SavedModel; export-ctranslate2/ its CTranslate2 model
 
 Loading never runs code from the folder: Keras safe mode, no pickle, and only the files named here,
 which must lie inside the folder and match their checksums. Importing this module does not import
@@ -87,6 +91,19 @@ BACKUP = "backup"
 CURVES = "curves.png"
 EXPORT = "export"  # where `nmt export` writes unless told, beside model.keras
 TENSORBOARD = "tensorboard"
+CTRANSLATE2 = "ctranslate2"  # the cached CTranslate2 copy of a transformer run (``ct2``)
+CTRANSLATE2_EXPORT = "export-ctranslate2"  # where `nmt export --format ctranslate2` writes unless told
+CT2_RECORD = "nmt-ctranslate2.json"  # inside a CTranslate2 folder: checksums and where it came from
+# CTranslate2's own files in such a folder (vocabularies: one shared file, or one per side), and the
+# SentencePiece models of a subword run copied beside them.
+CT2_FILES = (
+    "model.bin",
+    "config.json",
+    "shared_vocabulary.json",
+    "source_vocabulary.json",
+    "target_vocabulary.json",
+)
+CT2_SUBWORD_MODELS = {"source": "source.model", "target": "target.model"}
 # What a translator reads; all but the model are written once, before training starts.
 CHECKED_FILES = (CONFIG, VOCABULARIES["source"], VOCABULARIES["target"], MANIFEST, MODEL)
 # Read, and so checked, where present: the subword level's SentencePiece models.
@@ -173,6 +190,16 @@ class RunFolder:
     def export_dir(self) -> Path:
         """Where ``nmt export`` writes the run's SavedModel by default."""
         return self.path / EXPORT
+
+    @property
+    def ctranslate2_dir(self) -> Path:
+        """The cached CTranslate2 copy of a transformer run's model (``ct2``)."""
+        return self.path / CTRANSLATE2
+
+    @property
+    def ctranslate2_export_dir(self) -> Path:
+        """Where ``nmt export --format ctranslate2`` writes by default."""
+        return self.path / CTRANSLATE2_EXPORT
 
     @property
     def tensorboard_dir(self) -> Path:
@@ -370,8 +397,21 @@ class RunFolder:
     def has_model(self) -> bool:
         return (self.path / MODEL).is_file()
 
-    def verify(self) -> None:
-        """Every file a translator reads lies inside the folder and matches ``checksums.json``."""
+    def model_digest(self) -> str | None:
+        """The SHA-256 ``checksums.json`` records for ``model.keras`` (the newest, while a new model is
+        being renamed into place); None if it records none."""
+        try:
+            recorded = self._read_small_json(CHECKSUMS)
+        except (OSError, ValueError, ModelError):
+            return None
+        accepted = recorded.get(MODEL) if isinstance(recorded, dict) else None
+        return accepted[0] if isinstance(accepted, list) and accepted else None
+
+    def verify(self, hash_model: bool = True) -> None:
+        """Every file a translator reads lies inside the folder and matches ``checksums.json``.
+
+        ``hash_model`` False: ``model.keras`` must be there and recorded, but is not read (the
+        CTranslate2 engine does not read it; its copy names the digest it was made from)."""
         root = resolve_path(self.path, ModelError)
         if not (self.path / MODEL).exists():
             raise ModelError(f"{self.path}: no model.keras; training may not have finished an epoch yet")
@@ -397,6 +437,8 @@ class RunFolder:
             if not path.is_file():
                 raise ModelError(f"{path}: missing from the model folder")
             accepted = recorded.get(name) if isinstance(recorded, dict) else None
+            if not hash_model and name == MODEL and isinstance(accepted, list) and accepted:
+                continue
             if not isinstance(accepted, list) or sha256_file(path) not in accepted:
                 raise ModelError(
                     f"{path}: does not match {CHECKSUMS}; the model folder was changed or damaged since "

@@ -8,6 +8,9 @@
     for result in translator.translate_stream(open("in.txt"), DecodingConfig(batch_size=128)):
         print(result.translation)  # result.truncated: the input was cut to max_source_tokens
     translator.attend(["Go."])  # GRU-attention models: translations with their attention weights
+
+``Translation`` (the result record) lives in ``translation``, which imports no TensorFlow; it is
+re-exported here.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,24 +31,15 @@ from .errors import ConfigError, ModelError
 from .models import bf16
 from .run_folder import RunFolder
 from .text import normalize
+from .translation import STREAM_CHUNK, Translation, length_batches, max_source_tokens
 from .vectorizers import END, END_ID, Vectorizer
 
-# translate_stream reads, sorts by length and decodes this many lines at a time.
-STREAM_CHUNK = 1024
-
-
-@dataclass(frozen=True)
-class Translation:
-    """One input line's result. ``truncated``: the line was longer than ``max_source_tokens`` tokens
-    and only its start was translated. ``alignment``: where the model looked (only when asked for)."""
-
-    source: str
-    translation: str
-    truncated: bool = False
-    alignment: Alignment | None = None
+__all__ = ["STREAM_CHUNK", "Translation", "Translator"]
 
 
 class Translator:
+    engine = "tensorflow"  # see engines.open_translator
+
     def __init__(
         self,
         model: Any,
@@ -62,9 +55,7 @@ class Translator:
         self.config = config
         self.lowercase = lowercase
         self.run_dir = run_dir
-        # Inputs far longer than anything seen in training are cut, so one huge line cannot stall
-        # a batch; each result says whether its line was.
-        self.max_source_tokens = max(64, 2 * config.max_source_length) if config.max_source_length else 1024
+        self.max_source_tokens = max_source_tokens(config.max_source_length)
         # One compiled decoder per search kind, made on first use: greedy search (ended sentences leave
         # the batch), greedy search that also returns attention weights, and beam search for each beam
         # size (the width fixes the loop's shapes). bfloat16 output changes the graph, so it is in the key.
@@ -223,9 +214,7 @@ class Translator:
             Translation(line, "", cut[i], Alignment(line, "", [], [], empty, []) if attention else None)
             for i, line in enumerate(lines)
         ]
-        order = sorted((i for i, ids in enumerate(encoded) if ids), key=lambda i: len(encoded[i]))
-        for start in range(0, len(order), decoding.batch_size):
-            chunk = order[start : start + decoding.batch_size]
+        for chunk in length_batches([len(ids) for ids in encoded], decoding.batch_size):
             decoded = self._run(
                 *self._padded([encoded[i] for i in chunk], decoding.max_length), decoding, attention
             )

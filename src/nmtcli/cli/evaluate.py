@@ -14,7 +14,9 @@ from .options import (
     BatchOpt,
     BeamSizeOpt,
     Bf16DecodingOpt,
+    ComputeTypeOpt,
     DataOpt,
+    EngineOpt,
     JsonOpt,
     LengthPenaltyOpt,
     MaxLengthOpt,
@@ -56,6 +58,8 @@ def evaluate(
     beam_size: BeamSizeOpt = 1,
     length_penalty: LengthPenaltyOpt = DEFAULT_LENGTH_PENALTY,
     bf16_output: Bf16DecodingOpt = False,
+    engine: EngineOpt = "auto",
+    compute_type: ComputeTypeOpt = "float32",
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write the hypotheses to this file.", show_default=False),
@@ -74,7 +78,11 @@ def evaluate(
         ),
     ] = None,
 ) -> None:
-    """Score a model with sacrebleu (BLEU, chrF, TER) and perplexity; default metrics BLEU and chrF."""
+    """Score a model with sacrebleu (BLEU, chrF, TER) and perplexity; default metrics BLEU and chrF.
+
+    Transformer models are scored with CTranslate2 by default (perplexity too); --engine tensorflow
+    scores them as training did.
+    """
     from ..config import DecodingConfig
     from ..workspace import Workspace, check_output, resolve_model
 
@@ -97,19 +105,19 @@ def evaluate(
         sources, references, scored = _split_references(run_dir, data, ws, split)
         key = split
 
-    from ..runtime import quiet_import
+    from ..engines import engine_for, open_translator
 
-    quiet_import()
+    chosen = engine_for(run_dir, engine)
     from ..evaluation import evaluate as evaluate_model
     from ..files import atomic_write_text
-    from ..translator import Translator
 
     tracker = None
     if mlflow:  # find the MLflow run before the long part
         from ..tracking import MlflowTracker
 
         tracker = MlflowTracker.for_run(run_dir, mlflow_uri)
-    translator = Translator.load(run_dir)
+    with render.library_notices(quiet):
+        translator = open_translator(run_dir, chosen, compute_type)
     result = evaluate_model(translator, sources, references, metrics, decoding, model_name=run_dir.name)
     if output is not None:
         atomic_write_text(output, "".join(h + "\n" for h in result.hypotheses))

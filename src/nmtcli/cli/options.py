@@ -118,3 +118,21 @@ def one_run(run: Path | None, model: Path | None, workspace: Path | None) -> Pat
     if run is not None and model is not None:
         raise ConfigError("give the run as an argument or with --model, not both")
     return resolve_model_dir(run or model, Workspace(workspace))
+
+
+EngineOpt = Annotated[
+    Literal["auto", "ctranslate2", "tensorflow"],
+    typer.Option(
+        "--engine",
+        help="Inference engine: ctranslate2 (transformer models; no TensorFlow, faster), tensorflow, "
+        "or auto (ctranslate2 for transformer models, tensorflow for the others).",
+    ),
+]
+ComputeTypeOpt = Annotated[
+    Literal["float32", "int16", "int8"],
+    typer.Option(
+        "--compute-type",
+        help="CTranslate2 engine: weights in float32 (the same translations as tensorflow), or "
+        "quantized to int16 or int8 as they load (faster).",
+    ),
+]

@@ -5,7 +5,10 @@ Results go to stdout and diagnostics to stderr, so ``nmt translate < in > out`` 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +120,29 @@ def scores(result, scored: str):
         console.print(f"nmtcli: {result.signature()}")
 
     return show
+
+
+@contextlib.contextmanager
+def library_notices(quiet: bool) -> Iterator[None]:
+    """The library's log records while a model opens (such as writing its CTranslate2 copy) as
+    ``nmt:`` notices on stderr; warnings even with ``--quiet``."""
+
+    class Notices(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.WARNING:
+                warn(record.getMessage())
+            elif not quiet:
+                notice(record.getMessage())
+
+    from ..logs import logger
+
+    handler, level, propagate = Notices(logging.INFO), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
@@ -11,11 +11,19 @@ from ..config import DEFAULT_LENGTH_PENALTY
 from ..errors import ConfigError
 from ..serve import DEFAULT_HOST, DEFAULT_PORT, ServeLimits
 from . import render
-from .options import BatchOpt, LengthPenaltyOpt, MaxLengthOpt, ModelOpt, QuietOpt, RunArg, WorkspaceOpt
+from .options import (
+    BatchOpt,
+    ComputeTypeOpt,
+    EngineOpt,
+    LengthPenaltyOpt,
+    MaxLengthOpt,
+    ModelOpt,
+    QuietOpt,
+    RunArg,
+    WorkspaceOpt,
+)
 
 DEFAULTS = ServeLimits()  # the library owns the bounds' defaults
-
-EngineName = Literal["auto", "ctranslate2", "tensorflow"]
 
 
 def serve(
@@ -28,10 +36,8 @@ def serve(
     port: Annotated[
         int, typer.Option("--port", "-p", help="TCP port; 0 picks a free one.", min=0, max=65535)
     ] = DEFAULT_PORT,
-    engine: Annotated[
-        EngineName,
-        typer.Option("--engine", help="Inference engine: auto uses CTranslate2 where the run has a copy."),
-    ] = "auto",
+    engine: EngineOpt = "auto",
+    compute_type: ComputeTypeOpt = "float32",
     max_lines: Annotated[
         int, typer.Option("--max-lines", help="Most lines per request.")
     ] = DEFAULTS.max_lines,
@@ -81,11 +87,15 @@ def serve(
     run_dir = _resolve_run(
         run, model, workspace, quiet
     )  # before TensorFlow loads: a wrong path fails at once
+    from ..engines import engine_for, open_translator
+
+    engine = engine_for(run_dir, engine)  # a recurrent run on ctranslate2 fails before the port is taken
     check_installed()
     sock = listen(host, port)  # a taken port fails before the model loads, too
     try:
-        translator = _open_translator(run_dir, engine)
-        app = _app(translator, run_dir, engine, limits, decoding, api_key)
+        with render.library_notices(quiet):
+            translator = open_translator(run_dir, engine, compute_type)
+        app = _app(translator, run_dir, limits, decoding, api_key)
         if not quiet:
             render.notice(
                 f"serving {run_dir} on {address(sock)} "
@@ -109,22 +119,10 @@ def _resolve_run(run: Path | None, model: Path | None, workspace: Path | None, q
     return run_dir
 
 
-def _open_translator(run_dir: Path, engine: str):
-    """The model behind the server. The lead swaps this for ``engines.open_translator(run_dir,
-    engine)`` at merge (CTranslate2 for Transformer runs); until then every run uses TensorFlow."""
-    from ..runtime import quiet_import
-
-    quiet_import()
-    from ..translator import Translator
-
-    del engine  # only TensorFlow exists on this branch
-    return Translator.load(run_dir)
-
-
-def _app(translator, run_dir: Path, engine: str, limits, decoding, api_key: str | None):
+def _app(translator, run_dir: Path, limits, decoding, api_key: str | None):
     from ..run_folder import RunFolder
     from ..serve import create_app
 
     model = RunFolder(run_dir).config().model
-    info = {"run": run_dir.name, "arch": model.arch, "level": model.level, "engine": engine}
+    info = {"run": run_dir.name, "arch": model.arch, "level": model.level, "engine": translator.engine}
     return create_app(translator, limits, decoding, info, api_key)

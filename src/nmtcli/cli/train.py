@@ -365,6 +365,10 @@ def train(
             run_callbacks=tracking_callbacks(mlflow, mlflow_uri, experiment, tensorboard, ws),
             translator_factory=Translator,
         )
+        if configs.model.arch == "transformer" and result.history:
+            from ..ct2 import ensure_cached
+
+            ensure_cached(result.run_dir)  # RUN/ctranslate2, what nmt translate runs (see ct2)
     summary = {
         "run": str(result.run_dir),
         "parameters": result.parameters,

@@ -17,6 +17,8 @@ from .options import (
     BatchOpt,
     BeamSizeOpt,
     Bf16DecodingOpt,
+    ComputeTypeOpt,
+    EngineOpt,
     LengthPenaltyOpt,
     MaxLengthOpt,
     ModelOpt,
@@ -62,6 +64,18 @@ def translate(
     beam_size: BeamSizeOpt = 1,
     length_penalty: LengthPenaltyOpt = DEFAULT_LENGTH_PENALTY,
     bf16_output: Bf16DecodingOpt = False,
+    n_best: Annotated[
+        int,
+        typer.Option(
+            "--n-best",
+            help="Print the K best translations of each line on its line, tab-separated (beam search "
+            "of at least K; ctranslate2 engine). \\[default: 1]",
+            metavar="K",
+            show_default=False,
+        ),
+    ] = 1,
+    engine: EngineOpt = "auto",
+    compute_type: ComputeTypeOpt = "float32",
     attention: Annotated[
         str | None,
         typer.Option(
@@ -88,7 +102,14 @@ def translate(
     check_output(output, [input], option="--output")
     if attention is not None and beam_size != 1:
         raise ConfigError("--attention shows greedy decoding; leave out --beam-size")
+    if n_best < 1:
+        raise ConfigError(f"--n-best must be at least 1; got {n_best}")
+    if n_best > 1 and attention is not None:
+        raise ConfigError("--attention shows greedy decoding; leave out --n-best")
+    if n_best > 1 and beam_size == 1:  # --n-best K alone searches with a beam of K
+        decoding = decoding.with_options(beam_size=n_best)
     run_dir = _resolve_model(model, workspace, quiet)  # before TensorFlow loads: a wrong path fails at once
+    chosen = _engine(run_dir, engine, attention is not None, n_best)
     interactive = not sentences and input is None and sys.stdin.isatty()
     if attention is not None:
         lines = _attention_lines(sentences, input, output, attention)
@@ -96,14 +117,13 @@ def translate(
         lines = itertools.chain.from_iterable(_input_chunks(sentences, input, chunk=1024))
         if interactive and not quiet:
             render.notice(TTY_HINT)
-    from ..runtime import quiet_import
+    from ..engines import open_translator
 
-    quiet_import()
-    from ..translator import Translator
-
-    translator = Translator.load(run_dir)
+    with render.library_notices(quiet):
+        translator = open_translator(run_dir, chosen, compute_type)
+    options = {"n_best": n_best} if n_best > 1 else {}
     results = translator.translate_stream(
-        lines, decoding, attention=attention is not None, chunk_size=1 if interactive else 1024
+        lines, decoding, attention=attention is not None, chunk_size=1 if interactive else 1024, **options
     )
     alignments, truncated = [], 0
 
@@ -113,7 +133,7 @@ def translate(
             truncated += result.truncated
             if result.alignment is not None:
                 alignments.append(result.alignment)
-            yield result.translation + "\n"
+            yield "\t".join(result.hypotheses or [result.translation]) + "\n"
 
     if output is None:
         for line in translations():
@@ -131,6 +151,22 @@ def translate(
         )
     if attention is not None:
         _draw_attention(alignments, attention, quiet)
+
+
+def _engine(run_dir: Path, engine: str, attention: bool, n_best: int) -> str:
+    """The engine to open: ``auto`` turns to tensorflow for attention pictures (theirs alone); n-best
+    lists are the ctranslate2 engine's."""
+    from ..engines import engine_for
+
+    if attention and engine == "ctranslate2":
+        raise ConfigError("--attention pictures come from the tensorflow engine; use --engine tensorflow")
+    chosen = "tensorflow" if attention and engine == "auto" else engine_for(run_dir, engine)
+    if n_best > 1 and chosen == "tensorflow":
+        raise ConfigError(
+            "--n-best needs the ctranslate2 engine (transformer models); tensorflow's beam search "
+            "returns one translation"
+        )
+    return chosen
 
 
 def _attention_lines(sentences, input, output, attention: str) -> list[str]:

@@ -32,29 +32,34 @@ def additive_score(query, key, scale):
         pieces = tf.transpose(tf.reshape(padded, [batch, chunks, chunk, units]), [1, 0, 2, 3])
         scale_ = tf.cast(scale, query.dtype)
 
-        def forward(piece):
-            tanh = tf.tanh(piece[:, :, None, :] + key[:, None, :, :])
-            return tf.reduce_sum(scale_ * tanh, axis=-1)
+        def tanh_of(piece):  # [B, chunk, U] -> [B, chunk, S, U]
+            return tf.tanh(piece[:, :, None, :] + key[:, None, :, :])
 
-        scores = tf.map_fn(forward, pieces, fn_output_signature=query.dtype)  # [chunks, B, chunk, S]
+        def forward(piece):
+            return tf.tensordot(tanh_of(piece), scale_, 1)  # [B, chunk, S]
+
+        # One slice at a time: the default lets up to 10 run at once, each with its own tanh slice.
+        scores = tf.map_fn(forward, pieces, fn_output_signature=query.dtype, parallel_iterations=1)
         scores = tf.reshape(tf.transpose(scores, [1, 0, 2, 3]), [batch, chunks * chunk, source])
         scores = scores[:, :target]
         scores.set_shape([query.shape[0], query.shape[1], key.shape[1]])  # what shapes are known statically
 
         def gradient(upstream):
-            upstream = tf.pad(upstream, [[0, 0], [0, chunks * chunk - target], [0, 0]])
-            upstream = tf.transpose(tf.reshape(upstream, [batch, chunks, chunk, source]), [1, 0, 2, 3])
+            # d score / d (q + k) = upstream * scale * (1 - tanh^2), summed over s for the query and
+            # over t for the key; scale, the same for every term of a sum, is multiplied in after.
+            padded_up = tf.pad(upstream, [[0, 0], [0, chunks * chunk - target], [0, 0]])
+            grads = tf.transpose(tf.reshape(padded_up, [batch, chunks, chunk, source]), [1, 0, 2, 3])
 
-            def backward(i, d_queries, d_key, d_scale):
-                piece, grad = pieces[i], upstream[i]  # [B, chunk, U], [B, chunk, S]
-                tanh = tf.tanh(piece[:, :, None, :] + key[:, None, :, :])
-                d_scale += tf.einsum("bts,btsu->u", grad, tanh)
-                d_sum = grad[..., None] * scale_ * (1 - tanh * tanh)  # d score / d (q + k)
-                # Summed as it goes: a stack of per-chunk key gradients would be [T, B, S, U] again.
-                d_key += tf.reduce_sum(d_sum, axis=1)
-                return i + 1, d_queries.write(i, tf.reduce_sum(d_sum, axis=2)), d_key, d_scale
+            def backward(i, slopes_query, slopes_key, d_scale):
+                grad = grads[i]  # [B, chunk, S]
+                tanh = tanh_of(pieces[i])
+                d_scale += tf.tensordot(grad, tanh, [[0, 1, 2], [0, 1, 2]])
+                weighted = grad[..., None] * (1.0 - tf.square(tanh))
+                # Summed as it goes: a stack of per-chunk key terms would be [T, B, S, U] again.
+                slopes_key += tf.reduce_sum(weighted, axis=1)
+                return i + 1, slopes_query.write(i, tf.reduce_sum(weighted, axis=2)), slopes_key, d_scale
 
-            _, d_queries, d_key, d_scale = tf.while_loop(
+            _, slopes_query, slopes_key, d_scale = tf.while_loop(
                 lambda i, *_: i < chunks,
                 backward,
                 (
@@ -63,11 +68,13 @@ def additive_score(query, key, scale):
                     tf.zeros_like(key),
                     tf.zeros_like(scale_),
                 ),
+                parallel_iterations=1,  # as in the forward map_fn
             )
-            d_query = tf.reshape(
-                tf.transpose(d_queries.stack(), [1, 0, 2, 3]), [batch, chunks * chunk, units]
-            )
-            d_query = d_query[:, :target]
+            slopes_query = tf.reshape(
+                tf.transpose(slopes_query.stack(), [1, 0, 2, 3]), [batch, chunks * chunk, units]
+            )[:, :target]
+            d_query = scale_ * slopes_query
+            d_key = scale_ * slopes_key
             d_query.set_shape(query.shape)
             return d_query, d_key, tf.cast(d_scale, scale.dtype)
 

@@ -13,11 +13,13 @@ records every intermediate and multiplies by the weight gradients again at every
   step) and then forms the weight gradients as three large products over all steps at once.
 
 :func:`run_gru` and :func:`run_bidirectional_gru` do the same for GRU layers (``reset_after=True``,
-Keras' default). The layers stay plain Keras layers: they save and load as before, and on a GPU
-(where Keras picks cuDNN), at inference, or in any configuration this module does not reproduce, the
-``run_*`` functions simply call them. Models call the ``run_*`` functions and nothing else: the choice
-of path is made here. :func:`keras_layers_only` makes them call the Keras layers everywhere, to compare
-the two paths (tests, ``benchmarks/rnn_step.py``).
+Keras' default), except that for long batches the reverse loop recomputes each step's gates
+instead of keeping them from the forward pass (memory at character level; see
+``_gru_sigmoid_gates``). The layers stay plain Keras layers: they save and load as before, and on a
+GPU (where Keras picks cuDNN), at inference, or in any configuration this module does not reproduce,
+the ``run_*`` functions simply call them. Models call the ``run_*`` functions and nothing else: the
+choice of path is made here. :func:`keras_layers_only` makes them call the Keras layers everywhere,
+to compare the two paths (tests, ``benchmarks/rnn_step.py``).
 """
 
 from __future__ import annotations
@@ -272,73 +274,146 @@ def gru_sequence(inputs, h0, kernel, recurrent_kernel, bias):
     return _gru_sigmoid_gates(inputs, h0, kernel * scale, recurrent_kernel * scale, bias * scale)
 
 
+# Above this many bytes of gates per GRU layer and batch (steps x batch x 4 units floats), the gradient
+# recomputes each step's gates rather than keeping them: see _gru_sigmoid_gates. 16 MB is 64 steps at
+# batch 64 and 256 units: word-level batches (about 20 steps, 5 MB) keep them, character-level ones of
+# longer sentences recompute (docs/benchmarks.md, "Character level, the default architecture").
+KEEP_GATES_MAX_BYTES = 16 * 2**20
+
+
+def _keeps_gates(steps, batch, units, dtype: tf.DType):
+    """Scalar bool tensor: whether ``steps x batch x 4 units`` floats of ``dtype`` fit the limit."""
+    gate_bytes = tf.reduce_prod(tf.cast([steps, batch, 4 * units], tf.int64)) * dtype.size
+    return gate_bytes <= KEEP_GATES_MAX_BYTES
+
+
 @tf.custom_gradient
 def _gru_sigmoid_gates(inputs, h0, kernel, recurrent_kernel, bias):
-    """``gru_sequence`` with the candidate computed as ``2 sigmoid(u) - 1``."""
+    """``gru_sequence`` with the candidate computed as ``2 sigmoid(u) - 1``.
+
+    Each step's gates (``zr``, ``s`` and ``h @ recurrent_kernel``: 4H floats a row) are kept for the
+    gradient when all of them fit in ``KEEP_GATES_MAX_BYTES``, decided at run time on the batch's
+    shape. Otherwise only the states are kept and the reverse loop recomputes each step's gates from
+    the state before it (one more ``h @ recurrent_kernel`` a step, and the input projection once):
+    long character-level batches would keep hundreds of MB in pieces of one step each, where short
+    word-level ones keep a few MB and would pay about 40% more CPU time a layer to recompute them.
+    One forward and one reverse loop serve both, choosing per step with a ``tf.cond`` on ``keep``
+    (the forward writes the gates only when kept; the reverse reads or recomputes them, and writes the
+    kept mode's faster two pieces of 3H a step or the recomputing mode's smaller one of 4H). Whole
+    loops under one ``tf.cond`` peaked 150-200 MB higher at character level (probably because a
+    branch's inputs stay alive until it returns).
+    """
     steps, batch = tf.shape(inputs)[0], tf.shape(inputs)[1]
     units = tf.shape(h0)[1]
     dtype = inputs.dtype
     flat_inputs = tf.reshape(inputs, [-1, tf.shape(inputs)[2]])
-    projected = tf.reshape(tf.matmul(flat_inputs, kernel) + bias[0], [steps, batch, 3 * units])
     recurrent_bias = bias[1]
+    keep = _keeps_gates(steps, batch, units, dtype)
 
     def sequence(size, first=None):
         array = tf.TensorArray(dtype, size=size, element_shape=[None, None], clear_after_read=False)
         return array if first is None else array.write(0, first)
 
-    def forward(t, h, hs, gates, candidates, recurrent_hs):
-        x_zr, x_h = tf.split(projected[t], [2 * units, units], axis=1)
-        m_zr, m_h = tf.split(tf.matmul(h, recurrent_kernel) + recurrent_bias, [2 * units, units], axis=1)
-        zr = tf.sigmoid(x_zr + m_zr)  # [B, 2H]
-        z, r = tf.split(zr, 2, axis=1)
-        s = tf.sigmoid(x_h + r * m_h)
-        candidate = 2.0 * s - 1.0
-        h = candidate + z * (h - candidate)
-        return (
-            t + 1,
-            h,
-            hs.write(t + 1, h),
-            gates.write(t, zr),
-            candidates.write(t, s),
-            recurrent_hs.write(t, m_h),
-        )
+    def input_projection():  # [T, B, 3H]
+        return tf.reshape(tf.matmul(flat_inputs, kernel) + bias[0], [steps, batch, 3 * units])
 
-    _, _, hs, gates, candidates, recurrent_hs = tf.while_loop(
-        lambda t, *_: t < steps,
-        forward,
-        (tf.constant(0), h0, sequence(steps + 1, h0), sequence(steps), sequence(steps), sequence(steps)),
+    def gates(x, h):
+        """One step's ``(zr [B, 2H], s [B, H], m_h [B, H])`` from its input projection and previous state."""
+        x_zr, x_h = tf.split(x, [2 * units, units], axis=1)
+        m_zr, m_h = tf.split(tf.matmul(h, recurrent_kernel) + recurrent_bias, [2 * units, units], axis=1)
+        zr = tf.sigmoid(x_zr + m_zr)
+        s = tf.sigmoid(x_h + zr[:, units:] * m_h)
+        return zr, s, m_h
+
+    projected = input_projection()
+
+    def forward(t, h, hs, *kept):
+        zr, s, m_h = gates(projected[t], h)
+        candidate = 2.0 * s - 1.0
+        h = candidate + zr[:, :units] * (h - candidate)
+        kept = tf.cond(
+            keep,
+            lambda: [array.write(t, value) for array, value in zip(kept, (zr, s, m_h), strict=True)],
+            lambda: list(kept),
+        )
+        return t + 1, h, hs.write(t + 1, h), *kept
+
+    # The gates, written only when kept: zr [B, 2H], s [B, H], m_h [B, H] a step.
+    arrays = [sequence(steps) for _ in range(3)]
+    _, _, hs, *kept = tf.while_loop(
+        lambda t, *_: t < steps, forward, (tf.constant(0), h0, sequence(steps + 1, h0), *arrays)
     )
     all_h = hs.stack()
 
     def gradient(d_all_h):
         recurrent_t = tf.transpose(recurrent_kernel)
 
-        def backward(t, dh_next, d_inner, d_projected):
-            zr, s, m_h = gates.read(t), candidates.read(t), recurrent_hs.read(t)
-            z, r = tf.split(zr, 2, axis=1)
+        def step_gradients(t, dh_next, zr, s, m_h):
+            """Step t's ``dh [B, H]`` and the gradients of its gates' pre-activations ``d_zr [B, 2H]``,
+            ``d_u [B, H]`` (the candidate's) and ``d_ur [B, H]`` (its recurrent product's)."""
             h_prev = all_h[t]
+            z, r = tf.split(zr, 2, axis=1)
             dh = dh_next + d_all_h[t + 1]
             d_u = dh * (1.0 - z) * 2.0 * s * (1.0 - s)  # through h = c + z (h_prev - c), c = 2 s - 1
             d_zr = tf.concat([dh * (h_prev - (2.0 * s - 1.0)), d_u * m_h], axis=1) * zr * (1.0 - zr)
-            dm = tf.concat([d_zr, d_u * r], axis=1)  # [B, 3H], the recurrent product's gradient
-            return (
-                t - 1,
-                dh * z + tf.matmul(dm, recurrent_t),
-                d_inner.write(t, dm),
-                d_projected.write(t, tf.concat([d_zr, d_u], axis=1)),
-            )
+            return dh * z, d_zr, d_u, d_u * r
 
-        _, dh0, d_inner, d_projected = tf.while_loop(
+        # Not before the gradient arrives: else the graph may run it during the forward pass.
+        with tf.control_dependencies([d_all_h]):
+            projected = tf.cond(keep, lambda: tf.zeros([0, batch, 3 * units], dtype), input_projection)
+
+        def kept_step(t, dh_next, d_inner, d_projected, d_gates):
+            # Two pieces of 3H a step (the input projection's gradient, the recurrent product's): the
+            # fastest layout, and these sequences are short.
+            dh_z, d_zr, d_u, d_ur = step_gradients(t, dh_next, *(array.read(t) for array in kept))
+            dm = tf.concat([d_zr, d_ur], axis=1)
+            dh = dh_z + tf.matmul(dm, recurrent_t)
+            return dh, d_inner.write(t, dm), d_projected.write(t, tf.concat([d_zr, d_u], axis=1)), d_gates
+
+        def recomputed_step(t, dh_next, d_inner, d_projected, d_gates):
+            # One piece of 4H a step: the input projection's gradient is the first 3H, the recurrent
+            # product's the first 2H and the last H. Less memory held than two of 3H.
+            dh_z, d_zr, d_u, d_ur = step_gradients(t, dh_next, *gates(projected[t], all_h[t]))
+            dh = dh_z + tf.matmul(tf.concat([d_zr, d_ur], axis=1), recurrent_t)
+            return dh, d_inner, d_projected, d_gates.write(t, tf.concat([d_zr, d_u, d_ur], axis=1))
+
+        def backward(t, *carried):
+            step = tf.cond(keep, lambda: kept_step(t, *carried), lambda: recomputed_step(t, *carried))
+            return t - 1, *step
+
+        _, dh0, dm, dp, d_gates = tf.while_loop(
             lambda t, *_: t >= 0,
             backward,
-            (steps - 1, tf.zeros_like(h0), sequence(steps), sequence(steps)),
+            (steps - 1, tf.zeros_like(h0), sequence(steps), sequence(steps), sequence(steps)),
         )
-        dm = tf.reshape(d_inner.stack(), [-1, 3 * units])  # [T * B, 3H]
-        dp = tf.reshape(d_projected.stack(), [-1, 3 * units])
-        d_inputs = tf.reshape(tf.matmul(dp, kernel, transpose_b=True), tf.shape(inputs))
-        d_kernel = tf.matmul(flat_inputs, dp, transpose_a=True)
-        d_recurrent = tf.matmul(tf.reshape(all_h[:-1], [-1, units]), dm, transpose_a=True)
-        d_bias = tf.stack([tf.reduce_sum(dp, axis=0), tf.reduce_sum(dm, axis=0)])
+
+        def from_kept_gates():
+            d_inner = tf.reshape(dm.stack(), [-1, 3 * units])  # [T * B, 3H]
+            d_projected = tf.reshape(dp.stack(), [-1, 3 * units])
+            return (
+                tf.reshape(tf.matmul(d_projected, kernel, transpose_b=True), tf.shape(inputs)),
+                tf.matmul(flat_inputs, d_projected, transpose_a=True),
+                tf.matmul(tf.reshape(all_h[:-1], [-1, units]), d_inner, transpose_a=True),
+                tf.stack([tf.reduce_sum(d_projected, axis=0), tf.reduce_sum(d_inner, axis=0)]),
+            )
+
+        def from_recomputed_gates():
+            columns = tf.reshape(d_gates.stack(), [-1, 4 * units])  # [T * B, 4H]
+
+            def recurrent_part(values):  # [..., 4H] -> [..., 3H]: the z, r and recurrent-product columns
+                return tf.concat([values[..., : 2 * units], values[..., 3 * units :]], axis=-1)
+
+            # Products with all 4H columns, then columns dropped: cheaper than slicing [T * B, 4H].
+            padded_kernel = tf.concat([kernel, tf.zeros_like(kernel[:, :units])], axis=1)
+            column_sums = tf.reduce_sum(columns, axis=0)
+            return (
+                tf.reshape(tf.matmul(columns, padded_kernel, transpose_b=True), tf.shape(inputs)),
+                tf.matmul(flat_inputs, columns, transpose_a=True)[:, : 3 * units],
+                recurrent_part(tf.matmul(tf.reshape(all_h[:-1], [-1, units]), columns, transpose_a=True)),
+                tf.stack([column_sums[: 3 * units], recurrent_part(column_sums)]),
+            )
+
+        d_inputs, d_kernel, d_recurrent, d_bias = tf.cond(keep, from_kept_gates, from_recomputed_gates)
         return d_inputs, dh0 + d_all_h[0], d_kernel, d_recurrent, d_bias
 
     return all_h, gradient
