@@ -258,7 +258,8 @@ def train(
         bool,
         typer.Option(
             help="On a CPU with native bfloat16 (AVX512-BF16, AMX): the output layer's products in bfloat16 "
-            "while training (weights, logits and softmax stay float32); ignored elsewhere.",
+            "while training, and for the transformer all its products (weights, logits and softmax stay "
+            "float32); ignored elsewhere.",
             rich_help_panel=SPEED,
         ),
     ] = T.bf16_output,
