@@ -6,7 +6,7 @@ happens here (``zero_is_none``) and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -110,14 +110,23 @@ def given(ctx: typer.Context, values: dict[str, Any], names: Iterable[str]) -> d
     return zero_is_none(chosen)
 
 
-def one_run(run: Path | None, model: Path | None, workspace: Path | None) -> Path:
-    """The run folder named by the RUN argument or ``--model`` (not both), else the workspace's latest."""
+def one_run(
+    run: Path | None,
+    model: Path | None,
+    workspace: Path | None,
+    notice: Callable[[str], None] | None = None,
+) -> Path:
+    """The run folder named by the RUN argument or ``--model`` (not both), else the workspace's latest;
+    ``notice`` gets the workspace's note on a newer interrupted run, if any."""
     from ..errors import ConfigError
-    from ..workspace import Workspace, resolve_model_dir
+    from ..workspace import Workspace, resolve_model
 
     if run is not None and model is not None:
         raise ConfigError("give the run as an argument or with --model, not both")
-    return resolve_model_dir(run or model, Workspace(workspace))
+    run_dir, note = resolve_model(run or model, Workspace(workspace))
+    if note and notice is not None:
+        notice(note)
+    return run_dir
 
 
 EngineOpt = Annotated[

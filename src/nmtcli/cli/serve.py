@@ -21,6 +21,7 @@ from .options import (
     QuietOpt,
     RunArg,
     WorkspaceOpt,
+    one_run,
 )
 
 DEFAULTS = ServeLimits()  # the library owns the bounds' defaults
@@ -84,9 +85,8 @@ def serve(
         raise ConfigError(f"--beam-size {beam_size} is above --max-beam-size {max_beam_size}")
     decoding = DecodingConfig(batch_size, max_length, beam_size, length_penalty)
     api_key = api_key_from_environment()
-    run_dir = _resolve_run(
-        run, model, workspace, quiet
-    )  # before TensorFlow loads: a wrong path fails at once
+    # Before TensorFlow loads: a wrong path fails at once.
+    run_dir = one_run(run, model, workspace, None if quiet else render.notice)
     from ..engines import engine_for, open_translator
 
     engine = engine_for(run_dir, engine)  # a recurrent run on ctranslate2 fails before the port is taken
@@ -106,17 +106,6 @@ def serve(
         run_server(app, sock, log_level="warning" if quiet else "info", access_log=not quiet)
     finally:
         sock.close()
-
-
-def _resolve_run(run: Path | None, model: Path | None, workspace: Path | None, quiet: bool) -> Path:
-    from ..workspace import Workspace, resolve_model
-
-    if run is not None and model is not None:
-        raise ConfigError("give the run as an argument or with --model, not both")
-    run_dir, note = resolve_model(run or model, Workspace(workspace))
-    if note and not quiet:
-        render.notice(note)
-    return run_dir
 
 
 def _app(translator, run_dir: Path, limits, decoding, api_key: str | None):

@@ -24,6 +24,7 @@ from .options import (
     ModelOpt,
     QuietOpt,
     WorkspaceOpt,
+    one_run,
 )
 
 TTY_HINT = "reading sentences from the terminal, one per line; end with Ctrl-D"
@@ -108,7 +109,8 @@ def translate(
         raise ConfigError("--attention shows greedy decoding; leave out --n-best")
     if n_best > 1 and beam_size == 1:  # --n-best K alone searches with a beam of K
         decoding = decoding.with_options(beam_size=n_best)
-    run_dir = _resolve_model(model, workspace, quiet)  # before TensorFlow loads: a wrong path fails at once
+    # Before TensorFlow loads: a wrong path fails at once.
+    run_dir = one_run(None, model, workspace, None if quiet else render.notice)
     chosen = _engine(run_dir, engine, attention is not None, n_best)
     interactive = not sentences and input is None and sys.stdin.isatty()
     if attention is not None:
@@ -203,15 +205,6 @@ def _draw_attention(alignments, attention: str, quiet: bool) -> None:
             save_picture(alignment, path)
             if not quiet:
                 render.notice(f"attention of line {number} written to {path}")
-
-
-def _resolve_model(model: Path | None, workspace: Path | None, quiet: bool) -> Path:
-    from ..workspace import Workspace, resolve_model
-
-    run_dir, note = resolve_model(model, Workspace(workspace))
-    if note and not quiet:
-        render.notice(note)
-    return run_dir
 
 
 def _input_chunks(sentences: list[str] | None, path: Path | None, chunk: int):
