@@ -27,6 +27,22 @@ from pathlib import Path
 ROWS: dict[str, tuple[list[str], list[str], list[str]]] = {
     # The default recipe within a laptop's hour.
     "default": ([], ["--epochs", "50", "--max-minutes", "60"], ["--bleu", "--chrf", "--ter"]),
+    # Issue 15's three candidates for the default, each in the same 60-minute budget.
+    "transformer-subword": (
+        [],
+        ["--arch", "transformer", "--level", "subword", "--epochs", "50", "--max-minutes", "60"],
+        ["--bleu", "--chrf", "--ter"],
+    ),
+    "gru-attention-subword": (
+        [],
+        ["--arch", "gru-attention", "--level", "subword", "--epochs", "50", "--max-minutes", "60"],
+        ["--bleu", "--chrf", "--ter"],
+    ),
+    "gru-attention-word": (
+        [],
+        ["--arch", "gru-attention", "--level", "word", "--epochs", "50", "--max-minutes", "60"],
+        ["--bleu", "--chrf", "--ter"],
+    ),
     # The seeds' recipes (see `nmt train --help` and src/nmtcli/presets.py).
     "seed-000": (["--preset", "seed-000"], ["--preset", "seed-000"], ["--bleu", "--chrf", "--ter"]),
     "seed-002": (["--preset", "seed-002"], ["--preset", "seed-002"], ["--bleu", "--chrf", "--ter"]),
@@ -58,6 +74,9 @@ def main() -> None:
     parser.add_argument("row", choices=sorted(ROWS))
     parser.add_argument("--corpus", type=Path, required=True)
     parser.add_argument("--workspace", type=Path, help="Workspace to use [default: a new temporary folder].")
+    parser.add_argument(
+        "--beam-size", type=int, default=5, help="Also evaluate with this beam (0: greedy only) [default: 5]."
+    )
     parser.add_argument("train_args", nargs="*", help="Extra options for `nmt train` (after --).")
     args = parser.parse_args()
 
@@ -71,6 +90,9 @@ def main() -> None:
     prepared, prepare_seconds = nmt("prepare", str(args.corpus), *ws, *prepare_args)
     trained, train_seconds = nmt("train", *ws, *train_args, *args.train_args)
     scores, evaluate_seconds = nmt("evaluate", *ws, *evaluate_args)
+    beam_scores, beam_seconds = (
+        nmt("evaluate", *ws, *evaluate_args, "--beam-size", str(args.beam_size)) if args.beam_size else (None, 0.0)
+    )
     config = json.loads((Path(trained["run"]) / "config.json").read_text(encoding="utf-8"))
     print(
         json.dumps(
@@ -89,8 +111,10 @@ def main() -> None:
                     "train": round(train_seconds, 1),
                     "train_epochs": trained["train_seconds"],
                     "evaluate": round(evaluate_seconds, 1),
+                    "evaluate_beam": round(beam_seconds, 1),
                 },
                 "test": scores,
+                "test_beam": beam_scores,
             }
         )
     )
