@@ -7,8 +7,12 @@ the test scores (multi-reference and first-reference BLEU, chrF, TER, perplexity
     python benchmarks/quality.py default --corpus ../shared/data/spa-eng/spa.txt
     python benchmarks/quality.py seed-003 --corpus ../shared/data/fra-eng/fra.txt
     python benchmarks/quality.py seed-003-word --corpus ../shared/data/fra-eng/fra.txt
+    python benchmarks/quality.py transformer-subword --corpus ../shared/data/spa-eng/spa.txt
 
-Extra arguments after `--` go to `nmt train` (e.g. `-- --epochs 2` for a quick check).
+The test split is scored greedily and with a beam (`--beam-size`, 5 by default); both hypotheses
+files stay in the workspace (`test-greedy.txt`, `test-beam5.txt`) and the JSON line counts their
+lines holding an unknown word. Extra arguments after `--` go to `nmt train` (e.g. `-- --epochs 2`
+for a quick check).
 """
 
 from __future__ import annotations
@@ -67,6 +71,13 @@ def nmt(*args: str) -> tuple[dict, float]:
     return json.loads(done.stdout), seconds
 
 
+def unknown_lines(path: Path) -> int:
+    """Lines of a hypotheses file holding an unknown word: ``<unk>`` (word and char levels) or
+    SentencePiece's rendering of its unknown piece, U+2047."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return sum("<unk>" in line or "\u2047" in line for line in lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -89,9 +100,12 @@ def main() -> None:
 
     prepared, prepare_seconds = nmt("prepare", str(args.corpus), *ws, *prepare_args)
     trained, train_seconds = nmt("train", *ws, *train_args, *args.train_args)
-    scores, evaluate_seconds = nmt("evaluate", *ws, *evaluate_args)
+    greedy_out, beam_out = workspace / "test-greedy.txt", workspace / f"test-beam{args.beam_size}.txt"
+    scores, evaluate_seconds = nmt("evaluate", *ws, *evaluate_args, "--output", str(greedy_out))
     beam_scores, beam_seconds = (
-        nmt("evaluate", *ws, *evaluate_args, "--beam-size", str(args.beam_size)) if args.beam_size else (None, 0.0)
+        nmt("evaluate", *ws, *evaluate_args, "--beam-size", str(args.beam_size), "--output", str(beam_out))
+        if args.beam_size
+        else (None, 0.0)
     )
     config = json.loads((Path(trained["run"]) / "config.json").read_text(encoding="utf-8"))
     print(
@@ -115,6 +129,9 @@ def main() -> None:
                 },
                 "test": scores,
                 "test_beam": beam_scores,
+                "unknown_lines": {
+                    path.name: unknown_lines(path) for path in (greedy_out, beam_out) if path.exists()
+                },
             }
         )
     )
