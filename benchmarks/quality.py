@@ -60,15 +60,25 @@ ROWS: dict[str, tuple[list[str], list[str], list[str]]] = {
 }
 
 
+PEAK_RSS_MB: dict[str, float] = {}  # each `nmt` command's peak resident memory, by command
+
+
 def nmt(*args: str) -> tuple[dict, float]:
-    """Run `nmt ARGS --json`; returns its JSON result and the wall time in seconds."""
+    """Run `nmt ARGS --json`; returns its JSON result and the wall time in seconds, and records the
+    process's peak RSS in ``PEAK_RSS_MB`` (the highest of a command run more than once)."""
     command = [str(Path(sys.executable).parent / "nmt"), *args, "--json"]
     started = time.perf_counter()
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE)
+    with process.stdout:
+        stdout = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"quality.py: `{' '.join(command)}` failed with exit code {done.returncode}")
-    return json.loads(done.stdout), seconds
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"quality.py: `{' '.join(command)}` failed with exit code {code}")
+    peak_mb = round(usage.ru_maxrss / 1024, 1)  # kilobytes on Linux
+    PEAK_RSS_MB[args[0]] = max(peak_mb, PEAK_RSS_MB.get(args[0], 0.0))
+    return json.loads(stdout), seconds
 
 
 def unknown_lines(path: Path) -> int:
@@ -88,8 +98,11 @@ def main() -> None:
     parser.add_argument(
         "--beam-size", type=int, default=5, help="Also evaluate with this beam (0: greedy only) [default: 5]."
     )
-    parser.add_argument("train_args", nargs="*", help="Extra options for `nmt train` (after --).")
-    args = parser.parse_args()
+    parser.epilog = "Options after `--` go to `nmt train`."
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    extra_train_args = argv[split + 1 :]
 
     prepare_args, train_args, evaluate_args = ROWS[args.row]
     workspace = args.workspace or Path(tempfile.mkdtemp(prefix=f"nmt-quality-{args.row}-"))
@@ -99,7 +112,7 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     prepared, prepare_seconds = nmt("prepare", str(args.corpus), *ws, *prepare_args)
-    trained, train_seconds = nmt("train", *ws, *train_args, *args.train_args)
+    trained, train_seconds = nmt("train", *ws, *train_args, *extra_train_args)
     greedy_out, beam_out = workspace / "test-greedy.txt", workspace / f"test-beam{args.beam_size}.txt"
     scores, evaluate_seconds = nmt("evaluate", *ws, *evaluate_args, "--output", str(greedy_out))
     beam_scores, beam_seconds = (
@@ -127,6 +140,7 @@ def main() -> None:
                     "evaluate": round(evaluate_seconds, 1),
                     "evaluate_beam": round(beam_seconds, 1),
                 },
+                "peak_rss_mb": PEAK_RSS_MB,
                 "test": scores,
                 "test_beam": beam_scores,
                 "unknown_lines": {
