@@ -1,5 +1,6 @@
 """The warmup then inverse-square-root learning rate: its curve, safe-mode reloading, learning-rate cuts
-on plateaus that scale the whole curve, and a resumed run that continues the curve where it stopped."""
+on plateaus that scale the whole curve, a resumed run that continues the curve where it stopped, and
+the last epoch's cool-down (``--cooldown``)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import TINY_MODEL, TINY_TRAINING
 from nmtcli.config import ModelConfig, TrainConfig
 from nmtcli.models import build_model
 from nmtcli.run_folder import RunFolder
 from nmtcli.training import (
     MIN_LEARNING_RATE,
+    CoolDown,
     RecordHistory,
     ReduceLearningRateOnPlateau,
     WarmupInverseSquareRoot,
@@ -153,3 +156,68 @@ def test_the_schedule_peak_is_never_cut_below_the_floor(tmp_path) -> None:
     drive(tmp_path, model, [1.0, 1.1, 1.2, 1.3, 1.4])  # cut after epochs 2-5
     schedule = schedule_of(model.optimizer)
     assert schedule.peak * float(schedule.scale.numpy()) == pytest.approx(MIN_LEARNING_RATE)
+
+
+# --------------------------------------------------------------------------------------------------
+# The cool-down of the last epoch
+
+
+def test_the_cool_down_falls_linearly_to_zero_from_its_start() -> None:
+    schedule = WarmupInverseSquareRoot(0.002, 100)
+    before = [rate(schedule, step) for step in (300, 310, 339, 340, 400)]
+    schedule.cool_down(300, 40)
+    assert rate(schedule, 300) == pytest.approx(before[0], rel=1e-5)  # the first step at the full rate
+    assert rate(schedule, 310) == pytest.approx(before[1] * 30 / 40, rel=1e-5)
+    assert rate(schedule, 339) == pytest.approx(before[2] / 40, rel=1e-5)  # the last: 1/steps of it
+    assert rate(schedule, 340) == rate(schedule, 400) == 0.0
+    assert rate(schedule, 299) > 0
+    schedule.cool_down(0, 0)  # none
+    assert [rate(schedule, step) for step in (300, 310, 339, 340, 400)] == pytest.approx(before, rel=1e-6)
+
+
+def cool_down(tmp_path: Path, seconds: list[float], max_minutes: float | None) -> CoolDown:
+    """A CoolDown over a run folder whose history holds epochs of ``seconds``."""
+    record = RecordHistory(RunFolder(tmp_path))
+    for epoch, spent in enumerate(seconds):
+        record.history.append({"epoch": epoch + 1, "val_cross_entropy": 1.0, "seconds": spent})
+    return CoolDown(record, max_minutes * 60 if max_minutes else None)
+
+
+def test_the_last_epoch_is_the_last_of_epochs_or_the_last_to_fit_the_budget(tmp_path) -> None:
+    assert cool_down(tmp_path, [], None).is_last(4, 5)
+    assert not cool_down(tmp_path, [10.0] * 3, None).is_last(3, 5)
+    # A 60 s budget. After epochs of 20 s (the first, traced) and 10 s, the third would end at 40 s
+    # and a fourth, with 20% to spare, at 52 s: the third is not the last; after three it is.
+    assert not cool_down(tmp_path, [20.0, 10.0], 1.0).is_last(2, 50)  # 30 + 10 + 12 = 52 s
+    assert cool_down(tmp_path, [20.0, 10.0, 10.0], 1.0).is_last(3, 50)  # 40 + 10 + 12 = 62 s
+    # The pace is the longer of the last two epochs; the traced first one only while alone.
+    assert cool_down(tmp_path, [20.0], 1.0).is_last(1, 50)  # 20 + 20 + 24 = 64 s
+    assert cool_down(tmp_path, [20.0, 5.0, 12.0], 1.0).is_last(3, 50)  # 37 + 12 + 14.4 = 63.4 s
+    assert not cool_down(tmp_path, [20.0, 5.0, 8.0], 1.0).is_last(3, 50)  # 33 + 8 + 9.6 = 50.6 s
+
+
+@pytest.mark.parametrize("warmup_steps", [None, 3])
+def test_a_run_with_cool_down_ends_its_last_epoch_near_a_zero_rate(tiny_data, tmp_path, warmup_steps) -> None:
+    from nmtcli.training import train
+    from nmtcli.workspace import Workspace
+
+    settings = {
+        **TINY_TRAINING,
+        "epochs": 3,
+        "learning_rate": 0.01,
+        "bleu_sample": 0,
+        "reduce_lr_factor": None,
+    }
+    result = train(
+        ModelConfig(arch="gru-attention", level="word", **TINY_MODEL),
+        TrainConfig(**settings, reduce_lr_factor=None, warmup_steps=warmup_steps, cooldown=True),
+        data_dir=tiny_data,
+        workspace=Workspace(tmp_path),
+    )
+    rates = [row["learning_rate"] for row in result.history]
+    assert len(rates) == 3
+    if warmup_steps is None:  # a plain rate: set before each step, 1/steps of it for the last one
+        assert rates[0] == rates[1] == pytest.approx(0.01)
+        assert 0 < rates[2] < 0.01 / 4
+    else:  # the schedule after the cool-down's last step
+        assert rates[1] > 0 and rates[2] == 0.0

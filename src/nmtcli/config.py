@@ -253,6 +253,9 @@ class TrainConfig(_Serializable):
     early_stopping_metric: str = "loss"
     bleu_sample: int = 500  # validation sources decoded for BLEU after every epoch; 0 = none
     max_minutes: float | None = None  # stop before an epoch that would end past this budget
+    # The last epoch (of `epochs`, or the last to fit `max_minutes`) lowers the learning rate linearly
+    # to zero, then training stops (training.callbacks.CoolDown).
+    cooldown: bool = False
 
     distribute: str | None = None  # None (one device), "mirrored" or "multi-worker"; see distribution.py
     init_from: str | None = None

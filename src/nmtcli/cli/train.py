@@ -60,6 +60,7 @@ TRAINING_SETTINGS = [
     "bleu_sample",
     "early_stopping_metric",
     "max_minutes",
+    "cooldown",
     "jit_compile",
     "mixed_precision",
     "bf16_output",
@@ -189,6 +190,14 @@ def train(
             rich_help_panel=TRAINING,
         ),
     ] = T.max_minutes or 0.0,
+    cooldown: Annotated[
+        bool,
+        typer.Option(
+            help="In the last epoch (the --epochs-th, or the last that fits --max-minutes) lower the "
+            "learning rate linearly to zero, then stop.",
+            rich_help_panel=TRAINING,
+        ),
+    ] = T.cooldown,
     early_stopping_metric: Annotated[
         Literal["loss", "bleu"],
         typer.Option(

@@ -2,7 +2,7 @@
 
 - ``loss``: the training objective (``MaskedCrossEntropy``) and the per-token cross-entropy metric;
 - ``callbacks``: the history recorder and the callbacks that read it (best model, learning-rate cuts,
-  early stopping, time budget, validation BLEU);
+  early stopping, the last epoch's cool-down, time budget, validation BLEU);
 - ``schedule``: the warmup then inverse-square-root learning rate (``WarmupInverseSquareRoot``);
 - ``workers``: multi-worker handling beside ``nmtcli.distribution``;
 - ``fit``: ``train()``, the one entry point.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .callbacks import (
     MIN_LEARNING_RATE,
+    CoolDown,
     RecordHistory,
     ReduceLearningRateOnPlateau,
     SaveBestModel,
@@ -26,6 +27,7 @@ from .schedule import WarmupInverseSquareRoot, schedule_of
 
 __all__ = [
     "MIN_LEARNING_RATE",
+    "CoolDown",
     "MaskedCrossEntropy",
     "RecordHistory",
     "ReduceLearningRateOnPlateau",

@@ -4,9 +4,10 @@
 epochs already done) and appends each epoch's row; the others derive their decisions from that
 history alone, so a resumed run saves, cuts the learning rate and stops exactly as an uninterrupted
 one would. The order in the callback list (see ``fit``): ``ValidationBleu`` (puts ``val_bleu`` into
-the logs), ``SaveBestModel``, ``RecordHistory``, ``StopEarly``, ``ReduceLearningRateOnPlateau``,
-``StopAtTimeBudget``, then Keras' ``BackupAndRestore``: the best model is on disk before the history
-names it, and both before the backup marks the epoch done.
+the logs), ``SaveBestModel``, ``RecordHistory``, ``StopEarly``, ``CoolDown`` (its stop comes before
+a plateau cut), ``ReduceLearningRateOnPlateau``, ``StopAtTimeBudget``, then Keras'
+``BackupAndRestore``: the best model is on disk before the history names it, and both before the
+backup marks the epoch done.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from ..run_folder import RunFolder
 from .schedule import schedule_of
 
 MIN_LEARNING_RATE = 1e-6
+# The share of an epoch's time kept to spare when judging that the next epoch is the last to fit.
+COOLDOWN_MARGIN = 0.2
 
 
 class RecordHistory(keras.callbacks.Callback):
@@ -151,6 +154,65 @@ class ReduceLearningRateOnPlateau(keras.callbacks.Callback):
         rate = max(row["learning_rate"] * self.factor, MIN_LEARNING_RATE)
         self.model.optimizer.learning_rate = rate
         self.log(f"no better {monitor} for {since_best} epoch(s): learning rate -> {rate:.3g}")
+
+
+class CoolDown(keras.callbacks.Callback):
+    """The run's last epoch lowers the learning rate linearly to zero over its steps (a "cool-down":
+    a falling rate gains most at the end of training), then training stops.
+
+    The last epoch is the ``epochs``-th or, with a time budget of ``max_seconds``, the one after
+    which another would not fit with ``COOLDOWN_MARGIN`` to spare: ``spent + pace + (1 + margin) *
+    pace > max_seconds`` as it begins, ``pace`` being the longest of the last two epochs (the first,
+    which traces the step, only while it is the only one). A misjudged pace costs either the
+    cool-down (``StopAtTimeBudget`` stops first) or the time of the epoch it would have fitted.
+    Decided from the history as each epoch begins, so a resumed run decides as an uninterrupted one.
+    A warmup schedule is lowered through its cool-down variables; a plain rate is set before each
+    step and left at its last value.
+    """
+
+    def __init__(
+        self,
+        record: RecordHistory,
+        max_seconds: float | None = None,
+        log: Callable[[str], None] = lambda message: None,
+    ):
+        super().__init__()
+        self.record = record
+        self.max_seconds = max_seconds
+        self.log = log
+        self._steps = 0  # the steps of the epoch cooling down; 0 while not in the last epoch
+        self._rate = 0.0  # a plain rate's value as the cool-down began
+
+    def is_last(self, epoch: int, epochs: int) -> bool:
+        """Whether ``epoch`` (0-based) is the run's last, as it begins."""
+        if epoch + 1 >= epochs:
+            return True
+        rows = self.record.history.rows
+        if self.max_seconds is None or not rows:
+            return False
+        pace = max(row["seconds"] or 0.0 for row in (rows[-2:] if len(rows) > 2 else rows[-1:]))
+        spent = self.record.history.seconds()
+        return spent + pace + (1 + COOLDOWN_MARGIN) * pace > self.max_seconds
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = self.model.optimizer
+        schedule = schedule_of(optimizer)
+        steps = self.params.get("steps") or 0
+        self._steps = steps if steps and self.is_last(epoch, self.params.get("epochs") or 0) else 0
+        if schedule is not None:
+            schedule.cool_down(int(optimizer.iterations), self._steps)
+        elif self._steps:
+            self._rate = float(optimizer.learning_rate)
+        if self._steps:
+            self.log(f"last epoch: the learning rate falls to zero over its {self._steps} steps")
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._steps and schedule_of(self.model.optimizer) is None:
+            self.model.optimizer.learning_rate = self._rate * (1 - batch / self._steps)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._steps:
+            self.model.stop_training = True
 
 
 class StopAtTimeBudget(keras.callbacks.Callback):

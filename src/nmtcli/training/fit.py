@@ -32,6 +32,7 @@ from ..run_folder import RunFolder
 from ..vectorizers import Vectorizer
 from ..workspace import Workspace, claim_run
 from .callbacks import (
+    CoolDown,
     RecordHistory,
     ReduceLearningRateOnPlateau,
     SaveBestModel,
@@ -278,6 +279,8 @@ class _Fit:
             )
         record = RecordHistory(self.run_folder, config.early_stopping_metric)
         chain += [SaveBestModel(record), record, StopEarly(record, config.patience)]
+        if config.cooldown:
+            chain.append(CoolDown(record, config.max_minutes * 60 if config.max_minutes else None, log))
         if config.reduce_lr_factor:
             chain.append(
                 ReduceLearningRateOnPlateau(record, config.reduce_lr_factor, config.reduce_lr_patience, log)
