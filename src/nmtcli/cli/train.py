@@ -173,7 +173,9 @@ def train(
     tie_embeddings: Annotated[
         bool,
         typer.Option(
-            help="Output layer shares the target embedding matrix (fewer parameters).", rich_help_panel=MODEL
+            help="Output layer shares the target embedding matrix (fewer parameters). A transformer on a "
+            "joint subword vocabulary always shares one matrix for source, target and output.",
+            rich_help_panel=MODEL,
         ),
     ] = M.tie_embeddings,
     epochs: Annotated[int, typer.Option(help="Most epochs to train.", rich_help_panel=TRAINING)] = T.epochs,
