@@ -395,9 +395,12 @@ def test_train_without_arch_or_level_trains_a_subword_transformer(tmp_path, tiny
     assert config.model.shared_embeddings and config.model.source_vocab_size == config.model.target_vocab_size
     training = config.training
     assert (training.label_smoothing, training.warmup_steps, training.batch_tokens) == (0.1, 1000, 2500)
-    info = nmt("info", run_dir)
+    info = CliRunner().invoke(app, ["info", str(run_dir)], env={"COLUMNS": "200"})
     assert_ok(info)
-    assert "transformer" in info.stdout and "subword" in info.stdout
+    assert "pre-norm Transformer" in info.stdout and "subword" in info.stdout
+    # The card names a transformer's own sizes and its token batches.
+    assert "16 / 1+1 / 2 / 32, dropout 0.0, one embedding matrix shared" in info.stdout
+    assert "batches of ~2,500 tokens" in info.stdout and "warmup 1,000 steps" in info.stdout
     translated = nmt("translate", "-m", run_dir, "red cat.")
     assert_ok(translated)
     assert len(translated.stdout.splitlines()) == 1
