@@ -6,9 +6,13 @@ TensorFlow is imported inside the fixtures that need it, so tests that do not st
 
 from __future__ import annotations
 
+import json
 import os
 import random
-from collections.abc import Callable
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pytest
@@ -142,3 +146,47 @@ def tiny_run_factory(tmp_path_factory, tiny_data) -> Callable[..., Path]:
 def tiny_run(tiny_run_factory) -> Path:
     """The tiny GRU-attention word-level run folder (read-only)."""
     return tiny_run_factory("gru-attention")
+
+
+EXPORT_LOADER = textwrap.dedent(
+    """
+    import importlib, json, os, sys
+    sys.modules["nmtcli"] = None  # importing nmtcli would fail: an export must not need it
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import tensorflow as tf
+
+    request = json.load(sys.stdin)
+    for name in request["imports"]:
+        importlib.import_module(name)  # tensorflow_text registers the SentencePiece ops
+    out = {}
+    for folder in request["folders"]:
+        serve = tf.saved_model.load(folder).signatures["serving_default"]
+        result = serve(tf.constant(request["sentences"], tf.string))
+        out[folder] = [t.decode("utf-8") for t in result["translations"].numpy().tolist()]
+        assert serve(tf.constant([], tf.string))["translations"].shape == (0,)
+    out["nmtcli_imported"] = sys.modules.get("nmtcli") is not None
+    print(json.dumps(out))
+    """
+)
+
+
+def translate_with_exports(
+    folders: Iterable[Path], sentences: Sequence[str], imports: Sequence[str] = ()
+) -> dict[str, list[str]]:
+    """Each SavedModel export in ``folders`` (by its path as a string) -> its translations of
+    ``sentences``, computed in a fresh Python process that cannot import nmtcli, after importing
+    ``imports``; the key ``"nmtcli_imported"`` says whether nmtcli got imported anyway."""
+    folders = [str(folder) for folder in folders]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    request = {"folders": folders, "sentences": list(sentences), "imports": list(imports)}
+    done = subprocess.run(
+        [sys.executable, "-c", EXPORT_LOADER],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=Path(folders[0]).parent,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

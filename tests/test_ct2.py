@@ -36,27 +36,42 @@ def nmt(*args, input: str | None = None):
 
 
 @pytest.fixture(scope="module")
-def random_transformer(tiny_run_factory, tmp_path_factory) -> Path:
-    """A copy of the tiny transformer run with noise added to its fresh weights: outputs of many varied
-    tokens (byte pieces among them), so that every step of the two engines is compared (the trained
-    tiny model mostly says "."). Its CTranslate2 copy is written once here."""
+def random_transformers(tiny_run_factory, tmp_path_factory):
+    """``get(level) -> run folder``: a copy of the tiny transformer run at ``level`` with noise added
+    to its fresh weights: outputs of many varied tokens (byte pieces among them at subword level), so
+    that every step of the two engines is compared (the trained tiny model mostly says "."). Its
+    CTranslate2 copy is written once here."""
     import keras
     import numpy as np
 
     from nmtcli.ct2 import ensure_cached
     from nmtcli.models import build_model
 
-    run_dir = tmp_path_factory.mktemp("ct2") / "run"
-    shutil.copytree(tiny_run_factory("transformer", "subword"), run_dir)
-    run = RunFolder(run_dir)
-    model = build_model(run.config().model)
-    model.build()
-    rng = np.random.default_rng(3)
-    model.set_weights([w + rng.normal(0.0, 0.5, w.shape).astype("float32") for w in model.get_weights()])
-    run.save_model(model)
-    keras.backend.clear_session()
-    assert ensure_cached(run_dir) == run.ctranslate2_dir
-    return run_dir
+    made: dict[str, Path] = {}
+
+    def get(level: str) -> Path:
+        if level not in made:
+            run_dir = tmp_path_factory.mktemp(f"ct2-{level}") / "run"
+            shutil.copytree(tiny_run_factory("transformer", level), run_dir)
+            run = RunFolder(run_dir)
+            model = build_model(run.config().model)
+            model.build()
+            rng = np.random.default_rng(3)
+            noise = [rng.normal(0.0, 0.5, w.shape).astype("float32") for w in model.get_weights()]
+            model.set_weights([w + n for w, n in zip(model.get_weights(), noise, strict=True)])
+            run.save_model(model)
+            keras.backend.clear_session()
+            assert ensure_cached(run_dir) == run.ctranslate2_dir
+            made[level] = run_dir
+        return made[level]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def random_transformer(random_transformers) -> Path:
+    """The subword one of ``random_transformers`` (a joint vocabulary: one shared embedding matrix)."""
+    return random_transformers("subword")
 
 
 def tf_translator(run_dir):
@@ -85,6 +100,25 @@ def test_float32_translations_equal_tensorflow(random_transformer, options):
     if "max_length" not in options:
         assert sum(len(line) for line in expected) > 5 * len(SOURCES)  # long, varied outputs
     assert ct2.translate(SOURCES, **options) == expected
+
+
+@pytest.mark.parametrize("level", ["word", "char"])
+@pytest.mark.parametrize("options", [{}, {"beam_size": 4}])
+def test_word_and_char_transformers_translate_as_tensorflow(random_transformers, level, options):
+    """Separate source and target vocabularies: two embedding matrices and an output layer of its
+    own, converted to CTranslate2 through the same spec as the shared subword one."""
+    from nmtcli.ct2 import CT2Translator
+    from nmtcli.evaluation import token_cross_entropy
+
+    run_dir = random_transformers(level)
+    tf_side = tf_translator(run_dir)
+    assert not tf_side.config.shared_embeddings
+    ct2 = CT2Translator.load(run_dir)
+    expected = tf_side.translate(SOURCES, **options)
+    assert sum(len(line) for line in expected) > 5 * len(SOURCES)
+    assert ct2.translate(SOURCES, **options) == expected
+    pairs = [("cat sleeps.", "gato duerme."), ("the red dog eats.", "el perro rojo come.")]
+    assert ct2.cross_entropy(pairs) == pytest.approx(token_cross_entropy(tf_side, pairs), rel=1e-5)
 
 
 def test_stream_marks_cut_lines_and_keeps_order(random_transformer):

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import textwrap
 import unicodedata
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from conftest import REAL_CORPORA, require_corpus
+from conftest import REAL_CORPORA, require_corpus, translate_with_exports
 from nmtcli.cli import app
 from nmtcli.corpus import normalize
 from nmtcli.errors import ModelError
@@ -58,43 +54,10 @@ def exports(tiny_run_factory, tmp_path_factory) -> dict[tuple[str, str], Path]:
     }
 
 
-LOADER = textwrap.dedent(
-    """
-    import json, os, sys
-    sys.modules["nmtcli"] = None  # importing nmtcli would fail: the export must not need it
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import tensorflow as tf
-
-    request = json.load(sys.stdin)
-    out = {}
-    for folder in request["folders"]:
-        model = tf.saved_model.load(folder)
-        serve = model.signatures["serving_default"]
-        result = serve(tf.constant(request["sentences"], tf.string))
-        out[folder] = [t.decode("utf-8") for t in result["translations"].numpy().tolist()]
-        assert serve(tf.constant([], tf.string))["translations"].shape == (0,)
-    out["nmtcli_imported"] = sys.modules.get("nmtcli") is not None
-    print(json.dumps(out))
-    """
-)
-
-
 @pytest.fixture(scope="module")
 def served(exports) -> dict[str, list[str]]:
     """Translations of MANY by each export, in a fresh Python process that cannot import nmtcli."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    request = {"folders": [str(path) for path in exports.values()], "sentences": MANY}
-    done = subprocess.run(
-        [sys.executable, "-c", LOADER],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=next(iter(exports.values())).parent,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return translate_with_exports(exports.values(), MANY)
 
 
 @pytest.mark.parametrize(("arch", "level"), MODELS)

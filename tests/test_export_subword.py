@@ -4,16 +4,13 @@ in a fresh process with ``import tensorflow_text`` and no nmtcli, translates as 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from conftest import TINY_TRAINING
+from conftest import TINY_TRAINING, translate_with_exports
 from nmtcli.cli import app
 from nmtcli.config import ModelConfig, TrainConfig
 from nmtcli.errors import ModelError
@@ -67,46 +64,15 @@ def exports(subword_runs, tmp_path_factory) -> dict[str, Path]:
     return exported
 
 
-LOADER = textwrap.dedent(
-    """
-    import json, os, sys
-    sys.modules["nmtcli"] = None  # importing nmtcli would fail: the export must not need it
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    import tensorflow as tf
-    import tensorflow_text  # registers the SentencePiece ops
-
-    request = json.load(sys.stdin)
-    out = {}
-    for folder in request["folders"]:
-        serve = tf.saved_model.load(folder).signatures["serving_default"]
-        result = serve(tf.constant(request["sentences"], tf.string))
-        out[folder] = [t.decode("utf-8") for t in result["translations"].numpy().tolist()]
-        assert serve(tf.constant([], tf.string))["translations"].shape == (0,)
-    print(json.dumps(out))
-    """
-)
-
-
 @pytest.fixture(scope="module")
 def served(exports) -> dict[str, list[str]]:
     """Translations of MANY by each export, in a fresh Python process that cannot import nmtcli."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    request = {"folders": [str(path) for path in exports.values()], "sentences": MANY}
-    done = subprocess.run(
-        [sys.executable, "-c", LOADER],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=next(iter(exports.values())).parent,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return translate_with_exports(exports.values(), MANY, imports=["tensorflow_text"])
 
 
 @pytest.mark.parametrize("arch", ["transformer", "gru-attention"])
 def test_the_subword_export_translates_as_nmt_translate(arch, subword_runs, exports, served, tmp_path):
+    assert served["nmtcli_imported"] is False
     translations = served[str(exports[arch])]
     source = tmp_path / "in.txt"
     # One line per input line: the CLI reads lines, so the test's lines hold no line breaks.

@@ -170,6 +170,7 @@ def test_history_progress_curves_mlflow_and_info_name_the_same_best_epoch_and_pe
         assert figures["val_cross_entropy"] == pytest.approx(logged["val_cross_entropy"], abs=5e-5)
         assert figures["val_perplexity"] == pytest.approx(logged["val_perplexity"], abs=5e-3)
         assert figures["val_perplexity"] == pytest.approx(math.exp(figures["val_cross_entropy"]), rel=1e-3)
+        assert figures["learning_rate"] == pytest.approx(logged["learning_rate"], rel=5e-3)
     assert f"(best epoch {best}, " in result.stdout
     assert f"val_perplexity {shown:.2f}" in result.stdout
 

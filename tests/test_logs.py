@@ -29,6 +29,12 @@ def test_a_python_user_sees_the_run_and_every_epoch_through_logging(tiny_data, t
     assert [record.epoch for record in epochs] == [1, 2]
     assert epochs[0].getMessage().startswith("epoch 1/2  cross_entropy ")
     assert epochs[1].metrics["loss"] > 0 and epochs[1].seconds > 0
+    # The learning rate the history recorded for the epoch (after its last step, before any cut).
+    from nmtcli.run_folder import RunFolder
+
+    history = RunFolder(result.run_dir).history()
+    for record in epochs:
+        assert f"learning_rate {history.row(record.epoch)['learning_rate']:.3g}  " in record.getMessage()
 
 
 def test_the_command_line_handler_renders_records_with_rich() -> None:

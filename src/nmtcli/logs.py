@@ -36,18 +36,33 @@ EPOCH_LINE = (
 )
 
 
-def epoch_message(epoch: int, epochs: int, logs: dict[str, Any], seconds: float) -> str:
-    """``epoch 3/10  cross_entropy 1.2345  perplexity 3.44  val_cross_entropy ...  8.1s`` (``epoch``
-    from 1): the figures under their history names (see ``history.epoch_row``)."""
+def epoch_message(
+    epoch: int, epochs: int, logs: dict[str, Any], seconds: float, learning_rate: Any = None
+) -> str:
+    """``epoch 3/10  cross_entropy 1.2345  perplexity 3.44  val_cross_entropy ...  learning_rate
+    0.000447  8.1s`` (``epoch`` from 1): the figures under their history names (see
+    ``history.epoch_row``); ``learning_rate`` is the rate the next step uses (a number or a scalar
+    tensor), left out when None."""
     from .history import epoch_row
 
-    row = epoch_row(epoch, logs)
+    row = epoch_row(epoch, logs, learning_rate)
     parts = [f"epoch {epoch}/{epochs}"]
     parts += [
         f"{column} {row[column]:.{digits}f}" for column, digits in EPOCH_LINE if row[column] is not None
     ]
+    if row["learning_rate"] is not None:
+        parts.append(f"learning_rate {row['learning_rate']:.3g}")
     parts.append(f"{seconds:.1f}s")
     return "  ".join(parts)
+
+
+def last_step_rate(callback: Any, batch: int) -> float | None:
+    """For a callback's ``on_train_batch_end``: the learning rate after the epoch's last batch (the
+    one ``history.csv`` records, read before a plateau cut at the epoch's end), else None."""
+    optimizer = getattr(callback.model, "optimizer", None)
+    if optimizer is None or batch + 1 != (callback.params or {}).get("steps"):
+        return None
+    return float(optimizer.learning_rate)
 
 
 def epoch_logger():
@@ -61,13 +76,17 @@ def epoch_logger():
     class EpochLogger(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self._started = time.perf_counter()
+            self._rate = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._rate = last_step_rate(self, batch) or getattr(self, "_rate", None)
 
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.perf_counter() - getattr(self, "_started", time.perf_counter())
             metrics = {key: float(value) for key, value in (logs or {}).items()}
             epochs = self.params.get("epochs") or 0
             logger.info(
-                epoch_message(epoch + 1, epochs, metrics, seconds),
+                epoch_message(epoch + 1, epochs, metrics, seconds, getattr(self, "_rate", None)),
                 extra={"epoch": epoch + 1, "epochs": epochs, "metrics": metrics, "seconds": seconds},
             )
 

@@ -22,7 +22,7 @@ from rich.progress import (
 )
 
 from . import interrupts
-from .logs import epoch_message
+from .logs import epoch_message, last_step_rate
 
 WARN_HOURS = 3.0  # a run estimated to need longer than this gets one warning
 SETTLE_BATCHES = 20  # the first batches include tracing and compilation: too slow to extrapolate
@@ -138,6 +138,7 @@ class RichProgress(keras.callbacks.Callback):
         self._warned = False
         self._remove_hook = None
         self._settled: tuple[int, float] | None = None
+        self._rate: float | None = None  # the learning rate after the epoch's last batch
 
     def on_train_begin(self, logs=None):
         self._estimate = RunEstimate(
@@ -150,6 +151,7 @@ class RichProgress(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
         self._settled = None
+        self._rate = None
         if self._estimate is None:  # used without on_train_begin (a test driving it by hand)
             self.on_train_begin()
         if self._estimate.first_epoch is None:
@@ -175,6 +177,7 @@ class RichProgress(keras.callbacks.Callback):
         )
 
     def on_train_batch_end(self, batch, logs=None):
+        self._rate = last_step_rate(self, batch) or self._rate
         loss = (logs or {}).get("loss")
         shown = f"{float(loss):.4f}" if loss is not None else "-"
         epoch = self._current_epoch()
@@ -197,7 +200,7 @@ class RichProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self._stop_bar()
         seconds = time.perf_counter() - self._started
-        parts = [epoch_message(epoch + 1, self.params.get("epochs"), logs or {}, seconds)]
+        parts = [epoch_message(epoch + 1, self.params.get("epochs"), logs or {}, seconds, self._rate)]
         if self._estimate is not None:
             self._estimate.epoch_seconds.append(seconds)
             if epoch + 1 < self._estimate.epochs:
