@@ -20,6 +20,8 @@ from nmtcli.cli import app
 TINY_TRAIN = [
     "--arch",
     "lstm",
+    "--level",
+    "word",
     "--embedding-dim",
     "8",
     "--units",
@@ -375,6 +377,33 @@ def test_prepare_invalid_options(tmp_path, tiny_corpus, options, fragment) -> No
 def test_train_invalid_options(tmp_path, options, fragment) -> None:
     assert_error(nmt("train", "-w", tmp_path / "ws", *options), fragment)
     assert not (tmp_path / "ws").exists()
+
+
+def test_train_without_arch_or_level_trains_a_subword_transformer(tmp_path, tiny_data) -> None:
+    """The default model end to end: `nmt train` given only sizes (small, to stay fast) trains a
+    transformer on the subword vocabulary with the transformer's training defaults, and it translates."""
+    from nmtcli.run_folder import RunFolder
+
+    sizes = ["--units", "16", "--layers", "1", "--heads", "2", "--ff-dim", "32", "--dropout", "0"]
+    result = nmt("train", "-d", tiny_data, "-w", tmp_path / "ws", *sizes, "--epochs", "1", "--json", "-q")
+    assert_ok(result)
+    run_dir = Path(json.loads(result.stdout)["run"])
+    assert run_dir.name.endswith("-transformer-subword"), run_dir.name
+    config = RunFolder(run_dir).config()
+    assert (config.model.arch, config.model.level, config.model.units) == ("transformer", "subword", 16)
+    # The prepared subword model is joint by default, so source, target and output share one matrix.
+    assert config.model.shared_embeddings and config.model.source_vocab_size == config.model.target_vocab_size
+    training = config.training
+    assert (training.label_smoothing, training.warmup_steps, training.batch_tokens) == (0.1, 1000, 2500)
+    info = CliRunner().invoke(app, ["info", str(run_dir)], env={"COLUMNS": "200"})
+    assert_ok(info)
+    assert "pre-norm Transformer" in info.stdout and "subword" in info.stdout
+    # The card names a transformer's own sizes and its token batches.
+    assert "16 / 1+1 / 2 / 32, dropout 0.0, one embedding matrix shared" in info.stdout
+    assert "batches of ~2,500 tokens" in info.stdout and "warmup 1,000 steps" in info.stdout
+    translated = nmt("translate", "-m", run_dir, "red cat.")
+    assert_ok(translated)
+    assert len(translated.stdout.splitlines()) == 1
 
 
 def test_train_without_prepared_data(tmp_path) -> None:

@@ -100,7 +100,7 @@ def test_choice_error_lists_the_choices() -> None:
         (PrepareConfig, {"valid_size": 100, "test_size": 2.0}),  # whole counts
         (PrepareConfig, {"valid_size": 0.49, "test_size": 0.5}),
         (ModelConfig, {"arch": "lstm", "level": "char", "embedding_dim": 4096, "units": 8192}),
-        (ModelConfig, {"embedding_dim": 1, "units": 1, "dropout": 0}),
+        (ModelConfig, {"arch": "gru-attention", "embedding_dim": 1, "units": 1, "dropout": 0}),
         (ModelConfig, {"dropout": 0.999}),
         (TrainConfig, {"optimizer": "rmsprop", "learning_rate": 10, "clipnorm": None}),
         (TrainConfig, {"epochs": 1, "batch_size": 65_536, "patience": 0, "seed": 0}),
@@ -361,6 +361,18 @@ def test_architecture_training_defaults_are_owned_by_the_config() -> None:
         TrainConfig.for_arch("rnn")
 
 
+def test_the_default_model_is_a_subword_transformer() -> None:
+    """Chosen by measurement (issue 15, docs/results.md): a deliberate default, asserted as such."""
+    model = ModelConfig()
+    assert (model.arch, model.level) == ("transformer", "subword")
+    assert (model.units, model.layers, model.heads, model.ff_dim, model.dropout) == (256, 3, 4, 1024, 0.1)
+    assert model.embedding_dim == model.units  # a transformer's embeddings are d_model wide
+    assert model.tie_embeddings is False and model.shared_embeddings is False  # set by training if joint
+    # The recurrent architectures keep their own embedding size and the level they are given.
+    assert ModelConfig(arch="gru-attention").embedding_dim == 128
+    assert ModelConfig(arch="lstm", level="char").level == "char"
+
+
 def test_the_train_help_shows_the_architecture_defaults() -> None:
     from typer.testing import CliRunner
 
@@ -368,10 +380,13 @@ def test_the_train_help_shows_the_architecture_defaults() -> None:
 
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "300"})
     text = " ".join(result.stdout.split())
-    assert "[default: 0.0; transformer: 0.1]" in text
-    assert "[default: 0; transformer: 1000]" in text
-    assert "[default: off; transformer: 2500]" in text  # --batch-tokens
+    # The default architecture's value first.
+    assert "[default: transformer: 0.1; lstm, gru-attention: 0.0]" in text  # --label-smoothing
+    assert "[default: transformer: 1000; lstm, gru-attention: 0]" in text  # --warmup-steps
+    assert "[default: transformer: 2500; lstm, gru-attention: off]" in text  # --batch-tokens
     assert "--batch-tokens" in text and "--init-from" in text
+    assert "[default: transformer]" in text and "[default: subword]" in text
+    assert "ignored by the transformer" in text and "[default: 128]" in text  # --embedding-dim
 
 
 # --------------------------------------------------------------------------------------------------

@@ -144,7 +144,8 @@ def test_history_progress_curves_mlflow_and_info_name_the_same_best_epoch_and_pe
 
     workspace = tmp_path / "ws"
     result = nmt(
-        "train", "-w", workspace, "--data", tiny_data, "--arch", "gru-attention", "--embedding-dim", "8",
+        "train", "-w", workspace, "--data", tiny_data, "--arch", "gru-attention", "--level", "word",
+        "--embedding-dim", "8",
         "--units", "16", "--epochs", "2", "--batch-size", "16", "--learning-rate", "0.01", "--patience", "0",
         "--label-smoothing", "0.1", "--early-stopping-metric", "bleu", "--bleu-sample", "5",
         "--mlflow", "--experiment", "agree",

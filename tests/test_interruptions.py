@@ -22,7 +22,8 @@ from conftest import make_tiny_pairs, write_tsv
 NMT = shutil.which("nmt", path=str(Path(sys.executable).parent)) or "nmt"
 # Batch size 2 over ~600 pairs gives 250+ batches an epoch, so `nmt train` prints a progress line at
 # every tenth of an epoch when its stderr is not a terminal: the test kills it on such a line.
-TRAIN = ["train", "--epochs", "3", "--batch-size", "2", "--embedding-dim", "8", "--units", "8"]
+TRAIN = ["train", "--arch", "gru-attention", "--level", "word", "--epochs", "3", "--batch-size", "2"]
+TRAIN += ["--embedding-dim", "8", "--units", "8"]
 TRAIN += ["--patience", "0", "--learning-rate", "0.01"]
 CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "COLUMNS": "200"}
 

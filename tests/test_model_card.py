@@ -86,7 +86,14 @@ def test_parameter_count_ignores_optimizer_state(tmp_path) -> None:
     from nmtcli.models import build_model
 
     model = build_model(
-        ModelConfig(source_vocab_size=11, target_vocab_size=13, embedding_dim=4, units=6, dropout=0.2)
+        ModelConfig(
+            arch="gru-attention",
+            source_vocab_size=11,
+            target_vocab_size=13,
+            embedding_dim=4,
+            units=6,
+            dropout=0.2,
+        )
     )
     model.build()
     model.compile(optimizer="adam", loss="mse")

@@ -79,8 +79,12 @@ def test_apply_preset_fills_only_what_the_caller_did_not_give() -> None:
     assert configs.training.reduce_lr_factor == 0.5  # given; the preset turns it off
     assert configs.training.learning_rate == TrainConfig().learning_rate  # neither sets it
     assert configs.prepare.limit == 50 and configs.prepare.min_count == 1
-    assert apply_preset(None, training={"epochs": 3}).training == TrainConfig(epochs=3)
+    # No preset: the default model (a transformer) with its architecture's training defaults.
+    assert apply_preset(None, training={"epochs": 3}).training == TrainConfig.for_arch(
+        "transformer", epochs=3
+    )
     assert apply_preset(None).model == ModelConfig()
+    assert apply_preset(None, model={"arch": "gru-attention"}).training == TrainConfig()
 
 
 def test_the_chosen_architecture_fills_its_own_training_defaults_below_the_preset_and_the_caller() -> None:
@@ -106,7 +110,13 @@ def test_apply_preset_reports_an_invalid_given_value_by_its_field() -> None:
 def test_the_default_preset_gives_what_its_description_promises() -> None:
     model = preset_config(PRESETS["default"], "model")
     training = preset_config(PRESETS["default"], "training")
-    assert (model.arch, model.level) == ("gru-attention", "word")
+    description = PRESETS["default"].description
+    assert (model.arch, model.level) == ("transformer", "subword")
+    assert "subword-level Transformer" in description
+    assert f"d_model {model.units}, {model.layers}+{model.layers} layers" in description
+    assert "label smoothing" in description and training.label_smoothing > 0
+    assert "warmup" in description and training.warmup_steps
+    assert "token batches" in description and training.batch_tokens
     assert "halving" in PRESETS["default"].description and training.reduce_lr_factor == 0.5
     assert "BLEU" in PRESETS["default"].description
     assert training.bleu_sample > 0 and training.early_stopping_metric == "loss"

@@ -17,7 +17,8 @@ from conftest import write_tsv
 from nmtcli.cli import app
 
 SPLIT = ["--valid-size", "10", "--test-size", "10", "--seed", "1"]
-TINY_TRAIN = ["--arch", "gru-attention", "--embedding-dim", "8", "--units", "8", "--epochs", "1"]
+TINY_TRAIN = ["--arch", "gru-attention", "--level", "word", "--embedding-dim", "8", "--units", "8"]
+TINY_TRAIN += ["--epochs", "1"]
 TINY_TRAIN += ["--batch-size", "32", "--patience", "0"]
 NMT = shutil.which("nmt", path=str(Path(sys.executable).parent)) or "nmt"
 

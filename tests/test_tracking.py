@@ -16,7 +16,8 @@ from conftest import TINY_MODEL, TINY_TRAINING
 from nmtcli.cli import app
 
 EPOCHS = 3
-TRAIN = ["--arch", "lstm", "--embedding-dim", "8", "--units", "16", "--epochs", str(EPOCHS)]
+TRAIN = ["--arch", "lstm", "--level", "word", "--embedding-dim", "8", "--units", "16"]
+TRAIN += ["--epochs", str(EPOCHS)]
 TRAIN += ["--batch-size", "16", "--learning-rate", "0.01", "--patience", "0"]
 
 
@@ -182,7 +183,7 @@ def test_a_resumed_training_continues_the_same_mlflow_run(tmp_path, tiny_data) -
                 raise Interrupt
 
     workspace = Workspace(tmp_path / "ws")
-    configs = (ModelConfig(arch="lstm", **TINY_MODEL), TrainConfig(**{**TINY_TRAINING, "epochs": 3}))
+    configs = (ModelConfig(**{**TINY_MODEL, "arch": "lstm"}), TrainConfig(**{**TINY_TRAINING, "epochs": 3}))
 
     def tracked_train(callbacks):
         tracker = MlflowTracker(tracking_uri(None, workspace), "resume-exp")

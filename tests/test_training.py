@@ -42,7 +42,7 @@ from nmtcli.workspace import Workspace
 ARCHS = ["lstm", "gru-attention"]
 
 # For the runs trained here (the session's tiny runs come from conftest.py).
-SMALL_MODEL = {"embedding_dim": 8, "units": 16, "dropout": 0.0}
+SMALL_MODEL = {"level": "word", "embedding_dim": 8, "units": 16, "dropout": 0.0}
 SMALL_TRAINING = {"batch_size": 16, "learning_rate": 0.01, "patience": 0, "seed": 7}
 
 

@@ -5,7 +5,8 @@ one INFO record per finished epoch. Python's default shows only warnings, so to 
 
     import logging
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    nmtcli.train(nmtcli.ModelConfig(), nmtcli.TrainConfig(epochs=10))
+    model = nmtcli.ModelConfig()  # a subword Transformer; for_arch adds its training defaults
+    nmtcli.train(model, nmtcli.TrainConfig.for_arch(model.arch, epochs=10))
 
 or, for nmtcli's records alone, ``nmtcli.logs.show_progress()``. The command line renders the same
 records with rich on stderr (:class:`ConsoleHandler`); its live progress bar stands in for the epoch

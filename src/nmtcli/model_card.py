@@ -26,6 +26,7 @@ from .run_folder import MODEL, RunFolder
 ARCHITECTURE_NAMES = {
     "lstm": "LSTM encoder-decoder",
     "gru-attention": "bidirectional GRU encoder, GRU decoder with additive attention",
+    "transformer": "pre-norm Transformer encoder-decoder",
 }
 METRIC_LABELS = {"bleu": "BLEU", "chrf": "chrF", "ter": "TER"}
 PICTURE_TYPES = ("png", "svg", "pdf")
@@ -169,6 +170,20 @@ def _losses(row: dict[str, Any]) -> str:
     return "; ".join(parts) or "no losses logged"
 
 
+def _transformer_sizes(model: dict[str, Any]) -> str:
+    shared = ", one embedding matrix shared" if model.get("shared_embeddings") else ""
+    return (
+        f"{model['units']} / {model['layers']}+{model['layers']} / {model['heads']} / {model['ff_dim']}, "
+        f"dropout {model['dropout']}{shared}"
+    )
+
+
+def _batches(training: dict[str, Any]) -> str:
+    if training.get("batch_tokens"):
+        return f"batches of ~{training['batch_tokens']:,} tokens"
+    return f"batch {training['batch_size']}"
+
+
 def _card_rows(card: dict[str, Any]) -> list[tuple[str, str] | str]:
     """Sections (a bare string) and ``(label, value)`` rows."""
     model, training, history, data = card["model"], card["training"], card["history"], card["data"]
@@ -179,7 +194,14 @@ def _card_rows(card: dict[str, Any]) -> list[tuple[str, str] | str]:
         "Model",
         ("architecture", f"{model['arch']} ({ARCHITECTURE_NAMES.get(model['arch'], model['arch'])})"),
         ("level", model["level"]),
-        ("embedding / units", f"{model['embedding_dim']} / {model['units']}, dropout {model['dropout']}"),
+        (
+            ("d_model / layers / heads / feed-forward", _transformer_sizes(model))
+            if model["arch"] == "transformer"
+            else (
+                "embedding / units",
+                f"{model['embedding_dim']} / {model['units']}, dropout {model['dropout']}",
+            )
+        ),
         (
             "vocabulary",
             f"{model['source_vocab_size']:,} source / {model['target_vocab_size']:,} target tokens",
@@ -198,10 +220,11 @@ def _card_rows(card: dict[str, Any]) -> list[tuple[str, str] | str]:
         "Training",
         (
             "settings",
-            f"{training['optimizer']} lr {training['learning_rate']:g}, batch {training['batch_size']}, "
+            f"{training['optimizer']} lr {training['learning_rate']:g}, {_batches(training)}, "
             f"clipnorm {clip if clip is not None else 'off'}, patience {training['patience'] or 'off'}, "
             f"seed {training['seed']}"
             + (f", label smoothing {training['label_smoothing']:g}" if training["label_smoothing"] else "")
+            + (f", warmup {training['warmup_steps']:,} steps" if training.get("warmup_steps") else "")
             + (", XLA" if training["jit_compile"] else "")
             + (", mixed precision" if training["mixed_precision"] else "")
             + (", bf16 output layer where the CPU has it" if training["bf16_output"] else ""),

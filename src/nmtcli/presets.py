@@ -37,6 +37,8 @@ class PresetConfigs(NamedTuple):
     training: TrainConfig
 
 
+DEFAULT_MODEL = ModelConfig()  # the sizes the "default" preset's description names, from their owner
+
 # The seeds' plain settings, shared by their presets: no dropout, untied output layer, no label
 # smoothing, no learning-rate schedule, no validation BLEU, every epoch run, best epoch by loss.
 SEED_MODEL = {"dropout": 0.0, "tie_embeddings": False}
@@ -53,8 +55,10 @@ PRESETS: dict[str, Preset] = {
     for preset in (
         Preset(
             "default",
-            "nmtcli's defaults: word-level GRU with attention, learning-rate halving on plateaus, BLEU "
-            "on a validation sample after every epoch",
+            f"nmtcli's defaults: {DEFAULT_MODEL.level}-level Transformer (d_model {DEFAULT_MODEL.units}, "
+            f"{DEFAULT_MODEL.layers}+{DEFAULT_MODEL.layers} layers), label smoothing, warmup then inverse "
+            "square root, token batches, learning-rate halving on plateaus, BLEU on a validation sample "
+            "after every epoch",
         ),
         Preset(
             "seed-000",

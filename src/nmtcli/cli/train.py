@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -22,14 +23,26 @@ DATA, MODEL, TRAINING, QUALITY, SPEED, TRACKING = (
     "Output and tracking",
 )
 M, T = ModelConfig(), TrainConfig()  # the defaults shown, read from the configs so they cannot drift
+# The field's own default: ModelConfig() is a transformer, whose embeddings are --units wide instead.
+EMBEDDING_DIM = next(f.default for f in dataclasses.fields(ModelConfig) if f.name == "embedding_dim")
 
 
 def default_note(name: str, off: str | None = None) -> str:
-    """The help's default of training setting ``name``: the config's, and where an architecture has
-    its own (``config.ARCH_TRAINING_DEFAULTS``), that one: ``[default: 0.0; transformer: 0.1]``."""
-    value = getattr(T, name)
-    parts = [off if off is not None and not value else str(value)]
-    parts += [f"{arch}: {own[name]}" for arch, own in ARCH_TRAINING_DEFAULTS.items() if name in own]
+    """The help's default of training setting ``name`` for each architecture, the default one first:
+    an architecture's own (``config.ARCH_TRAINING_DEFAULTS``), else the config's:
+    ``[default: transformer: 0.1; lstm, gru-attention: 0.0]``."""
+
+    def shown(value) -> str:
+        return off if off is not None and not value else str(value)
+
+    values = {
+        arch: ARCH_TRAINING_DEFAULTS.get(arch, {}).get(name, getattr(T, name)) for arch in ARCHITECTURES
+    }
+    order = [M.arch, *(arch for arch in ARCHITECTURES if arch != M.arch)]
+    groups: dict[str, list[str]] = {}
+    for arch in order:
+        groups.setdefault(shown(values[arch]), []).append(arch)
+    parts = [", ".join(archs) + ": " + value for value, archs in groups.items()]
     return f"\\[default: {'; '.join(parts)}]"
 
 
@@ -131,12 +144,18 @@ def train(
         typer.Option(help="Tokens: words, characters or subwords (SentencePiece).", rich_help_panel=MODEL),
     ] = M.level,
     embedding_dim: Annotated[
-        int, typer.Option(help="Embedding size.", rich_help_panel=MODEL)
-    ] = M.embedding_dim,
+        int,
+        typer.Option(
+            help="Embedding size of the recurrent models (lstm, gru-attention); ignored by the transformer, "
+            "whose embeddings are --units wide.",
+            rich_help_panel=MODEL,
+        ),
+    ] = EMBEDDING_DIM,
     units: Annotated[
         int,
         typer.Option(
-            help="Recurrent units (per direction in the encoder); the transformer's d_model.",
+            help="The transformer's d_model (its embedding and layer width); recurrent units (per "
+            "direction in the encoder) for lstm and gru-attention.",
             rich_help_panel=MODEL,
         ),
     ] = M.units,
@@ -155,12 +174,21 @@ def train(
     tie_embeddings: Annotated[
         bool,
         typer.Option(
-            help="Output layer shares the target embedding matrix (fewer parameters).", rich_help_panel=MODEL
+            help="Output layer shares the target embedding matrix (fewer parameters). A transformer on a "
+            "joint subword vocabulary always shares one matrix for source, target and output.",
+            rich_help_panel=MODEL,
         ),
     ] = M.tie_embeddings,
     epochs: Annotated[int, typer.Option(help="Most epochs to train.", rich_help_panel=TRAINING)] = T.epochs,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", "-b", help="Sentence pairs per batch.", rich_help_panel=TRAINING)
+        int,
+        typer.Option(
+            "--batch-size",
+            "-b",
+            help="Sentence pairs per batch; the transformer's batches are sized by --batch-tokens unless "
+            "--batch-size is given.",
+            rich_help_panel=TRAINING,
+        ),
     ] = T.batch_size,
     batch_tokens: Annotated[
         int | None,
@@ -323,8 +351,8 @@ def train(
         ),
     ] = False,
 ) -> None:
-    """Train a seq2seq model (LSTM, GRU with attention, or Transformer) on the prepared data, or fine-tune
-    a trained one (--init-from)."""
+    """Train a seq2seq model (a subword Transformer by default, or an LSTM or a GRU with attention) on
+    the prepared data, or fine-tune a trained one (--init-from)."""
     from ..corpus import PreparedData
     from ..presets import apply_preset
     from ..workspace import Workspace, resolve_model_dir
