@@ -209,7 +209,7 @@ def test_a_run_with_cool_down_ends_its_last_epoch_near_a_zero_rate(tiny_data, tm
         "reduce_lr_factor": None,
     }
     result = train(
-        ModelConfig(arch="gru-attention", level="word", **TINY_MODEL),
+        ModelConfig(**TINY_MODEL),
         TrainConfig(**settings, reduce_lr_factor=None, warmup_steps=warmup_steps, cooldown=True),
         data_dir=tiny_data,
         workspace=Workspace(tmp_path),
