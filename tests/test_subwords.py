@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from conftest import REAL_CORPORA, require_corpus, write_tsv
 from nmtcli.config import PrepareConfig
 from nmtcli.corpus import prepare
 from nmtcli.errors import DataError
-from nmtcli.subwords import SubwordVectorizer, train_subwords
+from nmtcli.subwords import SubwordVectorizer, sample_sentences, train_subwords
 from nmtcli.text import normalize
 from nmtcli.vectorizers import END_ID, PAD_ID, SPECIALS, START_ID, UNK_ID, Vectorizer
 
@@ -68,6 +70,39 @@ def test_same_seed_same_model_and_a_size_is_an_upper_bound():
     assert train_subwords(many, size=400, sample=3000, seed=3) != sampled
     # Far more pieces than the text holds: fewer pieces, no error.
     assert len(SubwordVectorizer(train_subwords(SENTENCES, size=8000))) < 8000
+
+
+SAMPLED_MODEL_DIGEST = """
+import hashlib, random
+from nmtcli.subwords import train_subwords
+rng = random.Random(0)
+words = lambda: ("".join(rng.choices("abcdeilmnorstu", k=rng.randint(2, 8))) for _ in range(6))
+many = [" ".join(words()) for _ in range(3000)]
+print(hashlib.sha256(train_subwords(many, size=400, sample=1000, seed=3)).hexdigest())
+"""
+
+
+def test_a_sampled_model_is_the_same_in_every_process():
+    """SentencePiece's own sampling drew another sample in each process, whatever its seed: two
+    `nmt prepare` runs of one corpus gave different vocabularies. Ours is seeded."""
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", SAMPLED_MODEL_DIGEST], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    }
+    assert len(digests) == 1 and len(digests.pop()) == 64
+
+
+def test_the_sample_is_seeded_uniform_and_bounded():
+    lines = [f"line {i}" for i in range(10_000)]
+    sample = sample_sentences(iter(lines), 1000, seed=5)
+    assert len(sample) == len(set(sample)) == 1000 and set(sample) <= set(lines)
+    assert sample_sentences(iter(lines), 1000, seed=5) == sample != sample_sentences(iter(lines), 1000, 6)
+    assert sample_sentences(iter(lines[:50]), 1000, seed=5) == lines[:50]
+    # Uniform: each tenth of the stream gives about a tenth of the sample.
+    tenths = [sum(int(line.split()[1]) // 1000 == k for line in sample) for k in range(10)]
+    assert all(60 <= count <= 140 for count in tenths), tenths
 
 
 def test_unknown_ids_decode_as_unk_and_pad_and_start_are_dropped():

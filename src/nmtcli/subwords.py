@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,22 +65,24 @@ def train_subwords(
     """Train a SentencePiece model on ``sentences``; returns the serialized model.
 
     ``size`` is the number of pieces, specials and the 256 byte pieces included; it is an upper bound
-    (a small corpus gets fewer pieces instead of an error). ``sample`` caps the sentences used:
-    SentencePiece keeps a uniform random sample of that many while streaming the rest past, so a
-    corpus of any size is read once and never held whole. The same sentences, settings and ``seed``
-    give the same model, byte for byte: one training thread, since with two the sampled model changed
-    from run to run (and took longer on 2 shared cores). Nothing is written to disk: the model comes
-    back as bytes.
+    (a small corpus gets fewer pieces instead of an error). ``sample`` caps the sentences used: a
+    uniform random sample of that many is kept while the rest streams past (``sample_sentences``), so
+    a corpus of any size is read once and never held whole. The same sentences, settings and ``seed``
+    give the same model, byte for byte, in any process: we sample, not SentencePiece, whose own
+    sampling drew another sample in each process whatever its seed; and one training thread, since
+    with two the model changed from run to run (and took longer on 2 shared cores). Nothing is written
+    to disk: the model comes back as bytes.
     """
     if model_type not in SUBWORD_TYPES:
         raise ValueError(f"model_type must be one of {', '.join(SUBWORD_TYPES)}; got {model_type!r}")
     spm = _sentencepiece()
     model = io.BytesIO()
     counted = _Counting(sentences)
+    sampled = sample_sentences(counted, sample, seed)
     spm.set_random_generator_seed(seed)
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=counted,
+            sentence_iterator=iter(sampled),
             model_writer=model,
             model_type=model_type,
             vocab_size=size,
@@ -95,8 +98,8 @@ def train_subwords(
             unk_piece=UNK,
             bos_piece=START,
             eos_piece=END,
-            input_sentence_size=sample,
-            shuffle_input_sentence=True,
+            input_sentence_size=0,  # all of `sampled`
+            shuffle_input_sentence=False,
             max_sentence_length=MAX_SENTENCE_BYTES,
             num_threads=1,
             minloglevel=2,
@@ -104,6 +107,20 @@ def train_subwords(
     except RuntimeError as exc:
         raise DataError(f"cannot train a subword model on {counted.count} sentences ({exc})") from None
     return model.getvalue()
+
+
+def sample_sentences(sentences: Iterable[str], size: int, seed: int) -> list[str]:
+    """A uniform random sample of ``size`` of ``sentences`` (all of them when there are no more),
+    drawn while they stream past (reservoir sampling) with a generator seeded by ``seed``: the same
+    sentences and seed give the same sample."""
+    rng = random.Random(seed)
+    kept: list[str] = []
+    for seen, sentence in enumerate(sentences):
+        if seen < size:
+            kept.append(sentence)
+        elif (slot := rng.randrange(seen + 1)) < size:
+            kept[slot] = sentence
+    return kept
 
 
 class _Counting:
