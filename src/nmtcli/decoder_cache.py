@@ -150,7 +150,6 @@ class CachedDecoders:
     attention: Any | None = None
     owner: Any = None  # the loaded module: its variables live as long as it does
 
-
     @property
     def has_attention(self) -> bool:
         return self.attention is not None
@@ -210,9 +209,7 @@ def write(run: RunFolder, module: DecoderModule) -> Path:
         options = tf.saved_model.SaveOptions(experimental_skip_saver=True)
         tf.saved_model.save(module, str(tmp_dir), options=options)
         shutil.rmtree(tmp_dir / "assets", ignore_errors=True)  # empty: the decoders use no files
-        files = sorted(
-            path.relative_to(tmp_dir).as_posix() for path in tmp_dir.rglob("*") if path.is_file()
-        )
+        files = sorted(path.relative_to(tmp_dir).as_posix() for path in tmp_dir.rglob("*") if path.is_file())
         if any(not SAVED_FILES.fullmatch(name) for name in files):
             raise ModelError(f"TensorFlow saved files nmt does not know ({', '.join(files)})")
         check_graph((tmp_dir / "saved_model.pb").read_bytes(), folder)
