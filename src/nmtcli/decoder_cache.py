@@ -48,6 +48,7 @@ from . import decoding as search
 from .errors import ModelError, NmtError
 from .files import (
     atomic_write_json,
+    check_replaceable,
     make_private_dir_public,
     read_file_bytes,
     read_json_file,
@@ -65,6 +66,8 @@ CACHED_ARCHITECTURES = ("lstm", "gru-attention")
 FUNCTIONS = ("greedy", "attention")
 # The files of a SavedModel that we keep (no assets: ours has none).
 SAVED_FILES = re.compile(r"saved_model\.pb|fingerprint\.pb|variables/variables\.(index|data-\d{5}-of-\d{5})")
+# What a decoder cache we wrote may hold (for replacing one: nothing else is deleted).
+KNOWN_FILES = (RECORD, "saved_model.pb", "fingerprint.pb", "variables/*")
 MAX_FILE_BYTES = 4 * 2**30
 MAX_GRAPH_BYTES = 256 * 2**20
 # Every operation our recurrent decoders are traced into (TensorFlow 2.16-2.21), and nothing that
@@ -203,6 +206,8 @@ def write(run: RunFolder, module: DecoderModule) -> Path:
     model_digest = run.model_digest()
     if model_digest is None:
         raise ModelError(f"{run.path}: checksums.json records no model.keras")
+    # A file or a foreign folder where the cache goes is the user's: left alone (ModelError).
+    check_replaceable(folder, RECORD, "a decoder cache", ModelError, known=KNOWN_FILES)
     remove_stale_temporaries(run.path, folder.name)  # left by a killed write
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=run.path))
     try:
@@ -225,7 +230,7 @@ def write(run: RunFolder, module: DecoderModule) -> Path:
             },
         )
         make_private_dir_public(tmp_dir)
-        replace_dir(tmp_dir, folder, known=[RECORD, "saved_model.pb", "fingerprint.pb", "variables/*"])
+        replace_dir(tmp_dir, folder, known=KNOWN_FILES)
     except OSError as exc:
         raise ModelError(f"{folder}: cannot write the decoder cache ({exc.strerror or exc})") from None
     except NmtError as exc:
