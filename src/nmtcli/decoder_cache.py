@@ -95,8 +95,13 @@ ALLOWED_OBJECTS = frozenset({"user_object", "function", "bare_concrete_function"
 
 
 class StaleCache(ModelError):
-    """A decoder cache that is missing, damaged, made from another model or by other versions, or
-    holding something we do not load."""
+    """A decoder cache that cannot be used: damaged, or holding something we do not load (and its
+    subclass :class:`OutdatedCache`)."""
+
+
+class OutdatedCache(StaleCache):
+    """A decoder cache that is missing, or was traced from another ``model.keras`` (retrained,
+    resumed) or by another nmtcli or TensorFlow: the expected course of things, not worth a warning."""
 
 
 def serves(arch: str) -> bool:
@@ -286,7 +291,7 @@ def read_files(run: RunFolder) -> tuple[dict[str, Any], dict[str, bytes]]:
     if folder.is_symlink():
         raise StaleCache(f"{folder}: a symlink, not the run's own decoder cache")
     if not os.path.lexists(folder / RECORD):
-        raise StaleCache(f"{folder}: no decoder cache ({RECORD} missing)")
+        raise OutdatedCache(f"{folder}: no decoder cache ({RECORD} missing)")
     try:
         record = read_json_file(
             folder / RECORD,
@@ -300,10 +305,10 @@ def read_files(run: RunFolder) -> tuple[dict[str, Any], dict[str, bytes]]:
     if record["format"] != RECORD_FORMAT or "saved_model.pb" not in files:
         raise StaleCache(f"{folder / RECORD}: not a decoder record of this nmtcli")
     if record["model_sha256"] != run.model_digest():
-        raise StaleCache(f"{folder}: traced from another model.keras")
+        raise OutdatedCache(f"{folder}: traced from another model.keras")
     versions = (record.get("nmtcli_version"), record.get("tensorflow_version"))
     if versions != (__version__, tf.__version__):
-        raise StaleCache(f"{folder}: traced by nmtcli {versions[0]} with TensorFlow {versions[1]}")
+        raise OutdatedCache(f"{folder}: traced by nmtcli {versions[0]} with TensorFlow {versions[1]}")
     if "greedy" not in record["functions"] or not set(record["functions"]) <= set(FUNCTIONS):
         raise StaleCache(f"{folder / RECORD}: names functions nmt does not know")
     contents: dict[str, bytes] = {}
@@ -348,6 +353,7 @@ __all__ = [
     "ALLOWED_OPS",
     "CachedDecoders",
     "DecoderModule",
+    "OutdatedCache",
     "StaleCache",
     "ensure_cached",
     "make",

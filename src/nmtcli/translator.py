@@ -124,7 +124,7 @@ class Translator:
             try:
                 decoders = decoder_cache.read(run)
             except decoder_cache.StaleCache as exc:
-                if os.path.lexists(run.decoder_dir):
+                if not isinstance(exc, decoder_cache.OutdatedCache):
                     logger.warning(f"{' '.join(str(exc).split())}; tracing the decoder again")
             else:
                 return cls(None, source, target, model_config, run.lowercase, run_dir, decoders)
