@@ -10,11 +10,11 @@ and ``S`` left open:
 - ``attention`` (models with attention): ``decoding.greedy_decode_with_attention``, which also
   returns ``weights [B, T, S]`` float32.
 
-Beside them, :data:`RECORD` (``nmt-decoder.json``) holds the SHA-256 of every file, the digest of
-the ``model.keras`` they were made from (as ``checksums.json`` records it) and the nmtcli and
-TensorFlow versions that traced them; a cache that differs in any of these is not used. It is written
-at the end of ``nmt train`` or on first use, and rewritten when stale; a run folder that cannot be
-written to is translated as before (Keras model, traced in the process).
+Beside them, :data:`RECORD` (``nmt-decoder.json``) holds the SHA-256 of every file, the digests of
+the ``model.keras`` they were made from (as ``checksums.json`` records it) and of ``config.json``,
+and the nmtcli and TensorFlow versions that traced them; a cache that differs in any of these is not
+used. It is written at the end of ``nmt train`` or on first use, and rewritten when stale; a run
+folder that cannot be written to is translated as before (Keras model, traced in the process).
 
 Translations are the same by construction: the graphs are those ``Translator`` traces, and the text
 on either side of them (tokenising, batching, detokenising) stays ``Translator``'s. The cache serves
@@ -57,7 +57,7 @@ from .files import (
     sha256_file,
 )
 from .logs import logger
-from .run_folder import DECODER_RECORD, RunFolder
+from .run_folder import CONFIG, DECODER_RECORD, RunFolder
 
 RECORD = DECODER_RECORD
 RECORD_FORMAT = 1
@@ -228,6 +228,7 @@ def write(run: RunFolder, module: DecoderModule) -> Path:
             {
                 "format": RECORD_FORMAT,
                 "model_sha256": model_digest,
+                "config_sha256": sha256_file(run.file(CONFIG)),
                 "functions": list(module.functions),
                 "files": {name: sha256_file(tmp_dir / name) for name in files},
                 "nmtcli_version": __version__,
@@ -306,6 +307,9 @@ def read_files(run: RunFolder) -> tuple[dict[str, Any], dict[str, bytes]]:
         raise StaleCache(f"{folder / RECORD}: not a decoder record of this nmtcli")
     if record["model_sha256"] != run.model_digest():
         raise OutdatedCache(f"{folder}: traced from another model.keras")
+    # The Keras path checks model.keras against config.json's sizes; a cache is bound to both.
+    if record.get("config_sha256") != sha256_file(run.file(CONFIG)):
+        raise OutdatedCache(f"{folder}: traced for another config.json")
     versions = (record.get("nmtcli_version"), record.get("tensorflow_version"))
     if versions != (__version__, tf.__version__):
         raise OutdatedCache(f"{folder}: traced by nmtcli {versions[0]} with TensorFlow {versions[1]}")

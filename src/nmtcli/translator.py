@@ -10,7 +10,9 @@
     translator.attend(["Go."])  # GRU-attention models: translations with their attention weights
 
 ``Translation`` (the result record) lives in ``translation``, which imports no TensorFlow; it is
-re-exported here.
+re-exported here. ``Translator.load`` of a recurrent run decodes greedily (and draws attention) with
+the run's cached traced decoders (``decoder_cache``), building the Keras model only for requests the
+cache does not serve (beam search, bfloat16 output, perplexity).
 """
 
 from __future__ import annotations
