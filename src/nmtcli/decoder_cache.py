@@ -246,10 +246,15 @@ def write(run: RunFolder, module: DecoderModule) -> Path:
     return folder
 
 
-def make(run: RunFolder, model: Any) -> CachedDecoders:
+def make(run: RunFolder, model: Any) -> CachedDecoders | None:
     """Trace ``model``'s decoders and keep them in the run folder where it can be written to; the
-    traced decoders, for this process, either way (a folder that cannot hold them is logged)."""
-    module = DecoderModule(model)
+    traced decoders, for this process, either way (a folder that cannot hold them is logged). None
+    for a model whose weights are not TensorFlow variables (the translator traces its own)."""
+    try:
+        module = DecoderModule(model)
+    except ModelError as exc:
+        logger.warning(str(exc))
+        return None
     if os.access(run.path, os.W_OK):
         logger.info(f"writing the traced decoder of the model to {run.decoder_dir} (once)")
         try:
