@@ -18,6 +18,7 @@ import argparse
 import functools
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -44,6 +45,11 @@ def timed(translator, sources, decoding):
     }
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def startup(
     run_dir: Path, rounds: int, nmt: list[str] | None = None, env: dict[str, str] | None = None
 ) -> dict:
@@ -57,16 +63,20 @@ def startup(
         subprocess.run, input="Go.\n", capture_output=True, text=True, check=True, env=env
     )
     run(command)  # writes the copy
-    times, output, before = [], "", load()
+    times, cpu, output, before = [], [], "", load()
     for _ in range(rounds):
-        started = time.perf_counter()
+        started, used = time.perf_counter(), children_cpu()
         done = run(command)
         times.append(time.perf_counter() - started)
+        cpu.append(children_cpu() - used)
         output = done.stdout.strip()
     return {
         "command": f'echo "Go." | nmt translate -m {run_dir}',
         "seconds": [round(t, 3) for t in times],
         "median_seconds": round(statistics.median(times), 3),
+        # CPU seconds (user + system, all threads): what a busy machine changes least.
+        "cpu_seconds": [round(t, 3) for t in cpu],
+        "median_cpu_seconds": round(statistics.median(cpu), 3),
         "output": output,
         "load_before": before,
         "load": load(),

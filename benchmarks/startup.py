@@ -108,6 +108,9 @@ def main() -> None:
                 row["before"]["output"] == row["after"]["output"] == row["first_call"]["output"]
             )
             row["speed_up"] = round(row["before"]["median_seconds"] / row["after"]["median_seconds"], 2)
+            row["cpu_speed_up"] = round(
+                row["before"]["median_cpu_seconds"] / row["after"]["median_cpu_seconds"], 2
+            )
             report["runs"].append(row)
             print(json.dumps(row), file=sys.stderr)
     print(json.dumps(report, indent=2, ensure_ascii=False))
