@@ -91,9 +91,7 @@ def main() -> None:
     trained, train_seconds = nmt("train", *ws, *train_args, *args.train_args)
     scores, evaluate_seconds = nmt("evaluate", *ws, *evaluate_args)
     beam_scores, beam_seconds = (
-        nmt("evaluate", *ws, *evaluate_args, "--beam-size", str(args.beam_size))
-        if args.beam_size
-        else (None, 0.0)
+        nmt("evaluate", *ws, *evaluate_args, "--beam-size", str(args.beam_size)) if args.beam_size else (None, 0.0)
     )
     config = json.loads((Path(trained["run"]) / "config.json").read_text(encoding="utf-8"))
     print(
