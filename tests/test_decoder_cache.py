@@ -266,3 +266,22 @@ def test_command_line_with_a_damaged_cache_says_so_in_one_line(run_copy) -> None
     assert "Traceback" not in result.output
     warnings = [line for line in result.stderr.splitlines() if "does not match" in line]
     assert len(warnings) == 1 and warnings[0].startswith("nmt: "), result.stderr
+
+
+def test_tensorflow_loads_without_matplotlib_and_drawing_still_works() -> None:
+    """``runtime.quiet_import`` keeps Keras from importing matplotlib (start-up); matplotlib imports
+    normally afterwards."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from nmtcli.runtime import quiet_import\n"
+        "quiet_import()\n"
+        "print('matplotlib' in sys.modules)\n"
+        "import matplotlib.pyplot\n"
+        "print(matplotlib.pyplot.figure is not None)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "True"]
