@@ -15,8 +15,10 @@ writes the run's CTranslate2 copy if it is missing).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -43,21 +45,40 @@ def timed(translator, sources, decoding):
     }
 
 
-def startup(run_dir: Path, rounds: int) -> dict:
-    nmt = shutil.which("nmt") or str(Path(sys.executable).with_name("nmt"))
-    command = [nmt, "translate", "-m", str(run_dir)]
-    subprocess.run(command, input="Go.\n", capture_output=True, text=True, check=True)  # writes the copy
-    times, output = [], ""
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def startup(
+    run_dir: Path, rounds: int, nmt: list[str] | None = None, env: dict[str, str] | None = None
+) -> dict:
+    """Wall seconds of ``echo "Go." | nmt translate -m RUN``, ``rounds`` times after one untimed call
+    (which writes the run's cached copy if it is missing). ``nmt``: the command that runs nmt
+    [default: the installed ``nmt``], in the environment ``env`` (benchmarks/startup.py runs an older
+    version of the code through them)."""
+    nmt = nmt or [shutil.which("nmt") or str(Path(sys.executable).with_name("nmt"))]
+    command = [*nmt, "translate", "-m", str(run_dir)]
+    run = functools.partial(
+        subprocess.run, input="Go.\n", capture_output=True, text=True, check=True, env=env
+    )
+    run(command)  # writes the copy
+    times, cpu, output, before = [], [], "", load()
     for _ in range(rounds):
-        started = time.perf_counter()
-        done = subprocess.run(command, input="Go.\n", capture_output=True, text=True, check=True)
+        started, used = time.perf_counter(), children_cpu()
+        done = run(command)
         times.append(time.perf_counter() - started)
+        cpu.append(children_cpu() - used)
         output = done.stdout.strip()
     return {
         "command": f'echo "Go." | nmt translate -m {run_dir}',
         "seconds": [round(t, 3) for t in times],
         "median_seconds": round(statistics.median(times), 3),
+        # CPU seconds (user + system, all threads): what a busy machine changes least.
+        "cpu_seconds": [round(t, 3) for t in cpu],
+        "median_cpu_seconds": round(statistics.median(cpu), 3),
         "output": output,
+        "load_before": before,
         "load": load(),
     }
 

@@ -136,6 +136,10 @@ def tiny_run_factory(tmp_path_factory, tiny_data) -> Callable[..., Path]:
                 workspace=workspace,
                 translator_factory=Translator,
             )
+            if arch != "transformer":  # as `nmt train` does: the traced decoders (decoder_cache)
+                from nmtcli.decoder_cache import ensure_cached
+
+                ensure_cached(result.run_dir)
             cache[arch, level] = result.run_dir
         return cache[arch, level]
 

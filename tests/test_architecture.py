@@ -46,7 +46,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("run folder", {"run_folder", "model_files", "workspace", "fine_tuning"}),
     ("training", {"training", "distribution", "progress", "tracking"}),
     ("decoding", {"decoding"}),
-    ("translator", {"translator", "ct2", "engines"}),
+    ("translator", {"translator", "decoder_cache", "ct2", "engines"}),
     ("evaluation", {"evaluation", "export"}),
     ("reports", {"curves", "model_card", "attention"}),
     ("serving", {"serve"}),

@@ -50,11 +50,14 @@ def test_one_translation_per_input_in_order(translator) -> None:
 
 def test_greedy_decoding_drops_ended_sentences_and_decodes_as_the_plain_loop(translator) -> None:
     """The translator's greedy decoder (ended sentences leave the batch) gives the ids of the plain
-    loop that computes every row at every step, and it is compiled once for any batch size."""
+    loop that computes every row at every step, and it is compiled once for any batch size. (The
+    Keras path: ``translator`` itself decodes from the run's decoder cache, see test_decoder_cache.)"""
     import tensorflow as tf
 
     from nmtcli.decoding import ModelSteps, greedy_search
 
+    cached = translator
+    translator = Translator(cached.model, cached.source, cached.target, cached.config, cached.lowercase)
     lines = LINES * 4
     encoded = [translator.source.encode(line) for line in lines]
     batch, steps = translator._padded(encoded, None)
@@ -66,6 +69,7 @@ def test_greedy_decoding_drops_ended_sentences_and_decodes_as_the_plain_loop(tra
     )(batch)
     assert translator.translate_ids(encoded) == plain.numpy().tolist()
     assert translator.translate(lines, batch_size=3) == translator.translate(lines)
+    assert cached.translate_ids(encoded) == plain.numpy().tolist()
     assert list(translator._decoders) == [("greedy", 1, False)]
     assert translator._decoders["greedy", 1, False].experimental_get_tracing_count() == 1
 
@@ -189,7 +193,7 @@ def test_a_truncated_model_file_is_a_model_error(run_dir, tmp_path) -> None:
         Translator.load(run)
 
 
-def test_a_model_keras_cannot_rebuild_is_a_model_error(run_dir, monkeypatch) -> None:
+def test_a_model_keras_cannot_rebuild_is_a_model_error(run_dir, tmp_path, monkeypatch) -> None:
     """Keras only warns when a saved model's build fails, and loads no weights into the layers it
     could not build; nmtcli refuses such a model rather than translate with random weights."""
     from nmtcli.models.base import Seq2Seq
@@ -198,8 +202,10 @@ def test_a_model_keras_cannot_rebuild_is_a_model_error(run_dir, monkeypatch) -> 
         raise ValueError("cannot build")
 
     monkeypatch.setattr(Seq2Seq, "build", failing_build)
+    run = damaged_copy(run_dir, tmp_path)
+    shutil.rmtree(RunFolder(run).decoder_dir)  # else greedy search never builds the Keras model
     with pytest.raises(ModelError, match="cannot rebuild the model"):
-        Translator.load(run_dir)
+        Translator.load(run)
 
 
 def test_a_missing_model_file_is_a_model_error(run_dir, tmp_path) -> None:

@@ -10,7 +10,9 @@
 Both engines' translators offer ``translate(lines, decoding=None, **decoding_fields) -> list[str]``,
 ``translate_stream(lines, decoding) -> Iterator[Translation]``, ``max_source_tokens``, ``effective``
 and ``engine`` (``"ctranslate2"`` or ``"tensorflow"``). Importing this module imports no TensorFlow;
-opening a TensorFlow translator does (with its C++ notices silenced, ``runtime.quiet_import``).
+opening a TensorFlow translator does (with its C++ notices silenced, ``runtime.quiet_import``). A
+recurrent run's TensorFlow translator decodes greedily with the traced decoders cached in the run
+folder (``decoder_cache``), so it neither builds the Keras model nor traces.
 """
 
 from __future__ import annotations

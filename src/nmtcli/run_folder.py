@@ -22,6 +22,9 @@
       ctranslate2/         transformer runs: the model for CTranslate2 (see ``ct2``), written at the end
                            of `nmt train` or on first use; its nmt-ctranslate2.json holds the checksums
                            of its files and of the model.keras it was made from
+      decoder/             recurrent runs: the traced decoders as a SavedModel (see ``decoder_cache``),
+                           written at the end of `nmt train` or on first use; its nmt-decoder.json
+                           holds the checksums of its files and the model.keras it was traced from
       export/              `nmt export`'s SavedModel; export-ctranslate2/ its CTranslate2 model
 
 Loading never runs code from the folder: Keras safe mode, no pickle, and only the files named here,
@@ -94,6 +97,8 @@ TENSORBOARD = "tensorboard"
 CTRANSLATE2 = "ctranslate2"  # the cached CTranslate2 copy of a transformer run (``ct2``)
 CTRANSLATE2_EXPORT = "export-ctranslate2"  # where `nmt export --format ctranslate2` writes unless told
 CT2_RECORD = "nmt-ctranslate2.json"  # inside a CTranslate2 folder: checksums and where it came from
+DECODER = "decoder"  # the traced decoders of a recurrent run (``decoder_cache``)
+DECODER_RECORD = "nmt-decoder.json"  # inside it: checksums, and the model.keras it was traced from
 # CTranslate2's own files in such a folder (vocabularies: one shared file, or one per side), and the
 # SentencePiece models of a subword run copied beside them.
 CT2_FILES = (
@@ -195,6 +200,11 @@ class RunFolder:
     def ctranslate2_dir(self) -> Path:
         """The cached CTranslate2 copy of a transformer run's model (``ct2``)."""
         return self.path / CTRANSLATE2
+
+    @property
+    def decoder_dir(self) -> Path:
+        """The cached traced decoders of a recurrent run's model (``decoder_cache``)."""
+        return self.path / DECODER
 
     @property
     def ctranslate2_export_dir(self) -> Path:

@@ -39,8 +39,25 @@ def quiet_import() -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" in sys.modules and "keras" in sys.modules:
         return
-    with _stderr_silenced():
+    with _stderr_silenced(), _without_matplotlib():
         import keras  # noqa: F401
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+
+
+@contextlib.contextmanager
+def _without_matplotlib() -> Iterator[None]:
+    """Importing TensorFlow imports Keras, whose image-gallery helpers import matplotlib.pyplot if
+    they can (0.5 of 2.4 CPU seconds of the import, docs/benchmarks.md); we never call them. While
+    TensorFlow loads, ``import matplotlib`` fails, as Keras expects when it is not installed; after,
+    it works again for the modules that draw (``curves``, ``attention``)."""
+    if "matplotlib" in sys.modules:
+        yield
+        return
+    sys.modules["matplotlib"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if sys.modules.get("matplotlib", 0) is None:
+            del sys.modules["matplotlib"]

@@ -10,7 +10,9 @@
     translator.attend(["Go."])  # GRU-attention models: translations with their attention weights
 
 ``Translation`` (the result record) lives in ``translation``, which imports no TensorFlow; it is
-re-exported here.
+re-exported here. ``Translator.load`` of a recurrent run decodes greedily (and draws attention) with
+the run's cached traced decoders (``decoder_cache``), building the Keras model only for requests the
+cache does not serve (beam search, bfloat16 output, perplexity).
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from . import decoder_cache
 from . import decoding as search
 from .alignment import Alignment
 from .config import DecodingConfig, ModelConfig, decoding_config
+from .decoder_cache import CachedDecoders
 from .errors import ConfigError, ModelError
+from .logs import logger
 from .models import bf16
 from .run_folder import RunFolder
 from .text import normalize
@@ -48,8 +53,10 @@ class Translator:
         config: ModelConfig,
         lowercase: bool = False,
         run_dir: Path | None = None,
+        decoders: CachedDecoders | None = None,
     ):
-        self.model = model
+        self._model = model
+        self.decoders = decoders
         self.source = source
         self.target = target
         self.config = config
@@ -60,6 +67,26 @@ class Translator:
         # the batch), greedy search that also returns attention weights, and beam search for each beam
         # size (the width fixes the loop's shapes). bfloat16 output changes the graph, so it is in the key.
         self._decoders: dict[tuple[str, int, bool], Any] = {}
+
+    @property
+    def model(self) -> Any:
+        """The Keras model; a translator opened from the run's decoder cache loads it (checked
+        against ``checksums.json``) only when a request needs it: beam search, bfloat16 output,
+        perplexity."""
+        if self._model is None:
+            if self.run_dir is None:
+                raise ModelError("this translator has no model to load")
+            run = RunFolder(self.run_dir)
+            run.verify()
+            self._model = run.load_model()
+        return self._model
+
+    @property
+    def has_attention(self) -> bool:
+        """Whether the model has attention weights to show (``attend``)."""
+        if self.decoders is not None:
+            return self.decoders.has_attention
+        return bool(getattr(self.model, "has_attention", False))
 
     @property
     def bf16_available(self) -> bool:
@@ -74,11 +101,15 @@ class Translator:
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike) -> Translator:
+        """The translator of the run in ``run_dir``. A recurrent run's greedy decoders come from its
+        decoder cache (``decoder_cache``: no Keras model is built and nothing is traced), which is
+        written first when missing or stale and the folder can be written to."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise ModelError(f"{run_dir}: model folder not found")
         run = RunFolder(run_dir)
         model_config = run.config().model
+        cached = decoder_cache.serves(model_config.arch)
         run.verify()
         source, target = run.load_vectorizers(model_config.level)
         if (len(source), len(target)) != (
@@ -90,8 +121,19 @@ class Translator:
                 f"({len(source)}/{len(target)} tokens, model expects "
                 f"{model_config.source_vocab_size}/{model_config.target_vocab_size})"
             )
+        decoders = None
+        if cached:
+            try:
+                decoders = decoder_cache.read(run)
+            except decoder_cache.StaleCache as exc:
+                if not isinstance(exc, decoder_cache.OutdatedCache):
+                    logger.warning(f"{' '.join(str(exc).split())}; tracing the decoder again")
+            else:
+                return cls(None, source, target, model_config, run.lowercase, run_dir, decoders)
         model = run.load_model()
-        return cls(model, source, target, model_config, lowercase=run.lowercase, run_dir=run_dir)
+        if cached:
+            decoders = decoder_cache.make(run, model)
+        return cls(model, source, target, model_config, run.lowercase, run_dir, decoders)
 
     def _decoder(self, kind: str, beam_size: int, bf16_output: bool) -> Any:
         """The compiled decoder ``(source [B, S], max_length, length_penalty) -> ids [B, T]`` (with
@@ -119,6 +161,10 @@ class Translator:
 
     def _run(self, batch: tf.Tensor, steps: tf.Tensor, decoding: DecodingConfig, attention: bool = False):
         decoding = self.effective(decoding)
+        if self.decoders is not None and decoding.method == "greedy" and not decoding.bf16_output:
+            cached = self.decoders.attention if attention else self.decoders.greedy
+            if cached is not None:
+                return cached(batch, steps)
         kind = "attention" if attention else decoding.method
         decoder = self._decoder(kind, decoding.beam_size, decoding.bf16_output)
         return decoder(batch, steps, tf.constant(decoding.length_penalty, tf.float32))
@@ -191,7 +237,7 @@ class Translator:
         return [result.alignment for result in self._translate_all(list(lines), decoding, True)]
 
     def _check_attention(self, decoding: DecodingConfig) -> None:
-        if not getattr(self.model, "has_attention", False):
+        if not self.has_attention:
             where = f"{self.run_dir}: " if self.run_dir else ""
             raise ModelError(
                 f"{where}this {self.config.arch} model has no attention to show; "

@@ -407,6 +407,10 @@ def train(
             from ..ct2 import ensure_cached
 
             ensure_cached(result.run_dir)  # RUN/ctranslate2, what nmt translate runs (see ct2)
+        elif result.history:
+            from ..decoder_cache import ensure_cached
+
+            ensure_cached(result.run_dir)  # RUN/decoder, the traced decoders (see decoder_cache)
     summary = {
         "run": str(result.run_dir),
         "parameters": result.parameters,
