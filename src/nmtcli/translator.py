@@ -230,7 +230,7 @@ class Translator:
         """One :class:`~nmtcli.alignment.Alignment` per input line, in order: the greedy translation
         (decoded in the same batches as :meth:`translate`, so it is the same) with the attention
         weights of every output step. A blank line gives an empty alignment. Needs a model with
-        attention (``gru-attention``); an LSTM model is a ``ModelError``.
+        attention (``transformer``, ``gru-attention``); an LSTM model is a ``ModelError``.
         """
         decoding = decoding_config(decoding, **options)
         self._check_attention(decoding)
@@ -241,7 +241,7 @@ class Translator:
             where = f"{self.run_dir}: " if self.run_dir else ""
             raise ModelError(
                 f"{where}this {self.config.arch} model has no attention to show; "
-                "train one with `arch` gru-attention"
+                "train one with `arch` transformer or gru-attention"
             )
         if decoding.beam_size != 1:
             raise ConfigError("attention weights come from greedy search; use beam_size 1", field="beam_size")

@@ -81,8 +81,8 @@ def translate(
         str | None,
         typer.Option(
             "--attention",
-            help="Also draw where a gru-attention model looked: FILE.png (.svg, .pdf; FILE-1.png, "
-            "FILE-2.png ... for several lines), or - for a table on stderr.",
+            help="Also draw where the model looked (transformer, gru-attention): FILE.png (.svg, .pdf; "
+            "FILE-1.png, FILE-2.png ... for several lines), or - for a table on stderr.",
             metavar="FILE|-",
             show_default=False,
         ),
