@@ -106,7 +106,7 @@ def test_an_lstm_model_has_no_attention(tiny_run_factory) -> None:
     from nmtcli.translator import Translator
 
     lstm = Translator.load(tiny_run_factory("lstm"))
-    with pytest.raises(ModelError, match="lstm model has no attention.*`arch` gru-attention"):
+    with pytest.raises(ModelError, match="lstm model has no attention.*`arch` transformer or gru-attention"):
         lstm.attend(["red cat."])
 
 

@@ -206,7 +206,6 @@ def test_a_run_with_cool_down_ends_its_last_epoch_near_a_zero_rate(tiny_data, tm
         "epochs": 3,
         "learning_rate": 0.01,
         "bleu_sample": 0,
-        "reduce_lr_factor": None,
     }
     result = train(
         ModelConfig(**TINY_MODEL),
