@@ -336,6 +336,11 @@ def test_architecture_training_defaults_are_owned_by_the_config() -> None:
         assert arch not in ARCH_TRAINING_DEFAULTS
     transformer = TrainConfig.for_arch("transformer")
     assert (transformer.label_smoothing, transformer.warmup_steps) == (0.1, 1000)
+    # ... and cools down in its last epoch (docs/results.md); a config saved before that reads as off.
+    assert transformer.cooldown and not TrainConfig().cooldown
+    assert not TrainConfig.from_dict(
+        {k: v for k, v in transformer.to_dict().items() if k != "cooldown"}
+    ).cooldown
     # ... and sizes batches in tokens (its memory peak follows the longest batch, docs/benchmarks.md).
     assert transformer.batch_tokens == ARCH_TRAINING_DEFAULTS["transformer"]["batch_tokens"] == 2500
     assert TrainConfig().batch_tokens is None
@@ -348,7 +353,9 @@ def test_architecture_training_defaults_are_owned_by_the_config() -> None:
     )
     # Given settings win over the architecture's.
     assert (
-        TrainConfig.for_arch("transformer", label_smoothing=0.0, warmup_steps=0, batch_tokens=None)
+        TrainConfig.for_arch(
+            "transformer", label_smoothing=0.0, warmup_steps=0, batch_tokens=None, cooldown=False
+        )
         == TrainConfig()
     )
     # A batch size given alone asks for batches of that many pairs: no default batch_tokens on top.
@@ -379,11 +386,12 @@ def test_the_train_help_shows_the_architecture_defaults() -> None:
     from nmtcli.cli import app
 
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "300"})
-    text = " ".join(result.stdout.split())
+    text = " ".join(result.stdout.replace("\u2502", " ").split())  # a cell's wrapped lines joined
     # The default architecture's value first.
     assert "[default: transformer: 0.1; lstm, gru-attention: 0.0]" in text  # --label-smoothing
     assert "[default: transformer: 1000; lstm, gru-attention: 0]" in text  # --warmup-steps
     assert "[default: transformer: 2500; lstm, gru-attention: off]" in text  # --batch-tokens
+    assert "[default: transformer: True; lstm, gru-attention: False]" in text  # --cooldown
     assert "--batch-tokens" in text and "--init-from" in text
     assert "[default: transformer]" in text and "[default: subword]" in text
     assert "ignored by the transformer" in text and "[default: 128]" in text  # --embedding-dim

@@ -222,7 +222,8 @@ def train(
         bool,
         typer.Option(
             help="In the last epoch (the --epochs-th, or the last that fits --max-minutes) lower the "
-            "learning rate linearly to zero, then stop.",
+            "learning rate linearly to zero, then stop. " + default_note("cooldown"),
+            show_default=False,
             rich_help_panel=TRAINING,
         ),
     ] = T.cooldown,
