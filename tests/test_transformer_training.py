@@ -38,7 +38,7 @@ def assert_learns_and_translates(result) -> Translator:
 
 
 def test_the_warmup_schedule_is_recorded_in_the_history(tiny_data, tmp_path) -> None:
-    config = training(epochs=2)
+    config = training(epochs=2, cooldown=False)  # (the cool-down's own test: test_schedule.py)
     assert config.label_smoothing == 0.1
     result = train(MODEL, config, data_dir=tiny_data, run_dir=tmp_path / "run")
     rates = [row["learning_rate"] for row in result.history]

@@ -62,7 +62,9 @@ def last_step_rate(callback: Any, batch: int) -> float | None:
     optimizer = getattr(callback.model, "optimizer", None)
     if optimizer is None or batch + 1 != (callback.params or {}).get("steps"):
         return None
-    return float(optimizer.learning_rate)
+    import numpy as np  # a mirrored variable under tf.distribute, which float() does not take
+
+    return float(np.asarray(optimizer.learning_rate))
 
 
 def epoch_logger():

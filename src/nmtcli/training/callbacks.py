@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import keras
+import numpy as np
 
 from ..corpus import group_references, reference_streams
 from ..history import History, epoch_row
@@ -199,10 +200,11 @@ class CoolDown(keras.callbacks.Callback):
         schedule = schedule_of(optimizer)
         steps = self.params.get("steps") or 0
         self._steps = steps if steps and self.is_last(epoch, self.params.get("epochs") or 0) else 0
+        # np.asarray reads a mirrored variable (tf.distribute) too, which int() and float() refuse.
         if schedule is not None:
-            schedule.cool_down(int(optimizer.iterations), self._steps)
+            schedule.cool_down(int(np.asarray(optimizer.iterations)), self._steps)
         elif self._steps:
-            self._rate = float(optimizer.learning_rate)
+            self._rate = float(np.asarray(optimizer.learning_rate))
         if self._steps:
             self.log(f"last epoch: the learning rate falls to zero over its {self._steps} steps")
 
