@@ -36,17 +36,17 @@ def scripted_step(script: list[list[int]]):
 
 
 def test_rows_stop_at_end_and_are_padded_after_it() -> None:
-    # Row 1 ends at once; its later logits (token 9) must be ignored.
-    next_fn = scripted_step([[5, 6, 7, END_ID, 8], [END_ID, 9, 9, 9, 9]])
+    # Row 1 ends at its second step; its later logits (token 9) must be ignored.
+    next_fn = scripted_step([[5, 6, 7, END_ID, 8], [4, END_ID, 9, 9, 9]])
     ids = greedy_search(next_fn, tf.constant(0), batch_size=2, max_length=20)
     assert ids.dtype == tf.int32
-    np.testing.assert_array_equal(ids.numpy(), [[5, 6, 7, END_ID], [END_ID, PAD_ID, PAD_ID, PAD_ID]])
+    np.testing.assert_array_equal(ids.numpy(), [[5, 6, 7, END_ID], [4, END_ID, PAD_ID, PAD_ID]])
 
 
 def test_stops_as_soon_as_every_row_has_ended() -> None:
-    next_fn = scripted_step([[END_ID, 5], [4, END_ID, 5], [END_ID]])
+    next_fn = scripted_step([[6, END_ID, 5], [4, 4, END_ID, 5], [2, END_ID]])
     ids = greedy_search(next_fn, tf.constant(0), batch_size=3, max_length=50).numpy()
-    np.testing.assert_array_equal(ids, [[END_ID, PAD_ID], [4, END_ID], [END_ID, PAD_ID]])
+    np.testing.assert_array_equal(ids, [[6, END_ID, PAD_ID], [4, 4, END_ID], [2, END_ID, PAD_ID]])
 
 
 @pytest.mark.parametrize("max_length", [1, 3, 7])
@@ -116,8 +116,8 @@ def test_works_inside_tf_function_with_dynamic_batch_and_length() -> None:
 
         return greedy_search(next_fn, tf.constant(0), tf.shape(row_ends)[0], max_length)
 
-    ids = decode(tf.constant([2, 0, 1]), tf.constant(10)).numpy()
-    np.testing.assert_array_equal(ids, [[5, 5, END_ID], [END_ID, PAD_ID, PAD_ID], [5, END_ID, PAD_ID]])
+    ids = decode(tf.constant([2, 1, 1]), tf.constant(10)).numpy()
+    np.testing.assert_array_equal(ids, [[5, 5, END_ID], [5, END_ID, PAD_ID], [5, END_ID, PAD_ID]])
     # Same trace, other batch size and a cap that cuts a row short.
     ids = decode(tf.constant([4, 6]), tf.constant(3)).numpy()
     np.testing.assert_array_equal(ids, [[5, 5, 5], [5, 5, 5]])
@@ -162,6 +162,19 @@ for _token in (7, 8, 9):
     GARDEN_PATH[_token] = {END_ID: 0.9}
 
 
+def test_the_end_id_never_comes_first_so_no_translation_is_empty() -> None:
+    # The model's favourite token is always the end; at the first step the runner-up, 4, is taken.
+    def prefers_the_end(tokens, state):
+        favourite = tf.one_hot(tf.fill(tf.shape(tokens), END_ID), VOCAB) * 5.0
+        return favourite + tf.one_hot(tf.fill(tf.shape(tokens), 4), VOCAB) * 2.0, state
+
+    greedy = greedy_search(prefers_the_end, (), batch_size=2, max_length=10).numpy()
+    np.testing.assert_array_equal(greedy, [[4, END_ID]] * 2)
+    for beam_size in (1, 3):
+        beam = beam_search(prefers_the_end, (), batch_size=2, beam_size=beam_size, max_length=10).numpy()
+        np.testing.assert_array_equal(beam, [[4, END_ID]] * 2)
+
+
 def test_beam_finds_a_more_likely_sequence_than_greedy() -> None:
     next_fn, log_prob = bigram_step(GARDEN_PATH)
     greedy = greedy_search(next_fn, (), batch_size=1, max_length=10).numpy()[0]
@@ -182,9 +195,9 @@ def nested_sum_step(tokens, state):
 @pytest.mark.parametrize("max_length", [2, 4, 30])
 def test_beam_size_one_is_exactly_greedy(length_penalty: float, max_length: int) -> None:
     cases = [
-        (scripted_step([[5, 6, 7, END_ID, 8], [END_ID, 9, 9, 9, 9], [4, 4, 4, 4, 4, 4, END_ID]]), 0, 3),
+        (scripted_step([[5, 6, 7, END_ID, 8], [2, END_ID, 9, 9, 9], [4, 4, 4, 4, 4, 4, END_ID]]), 0, 3),
         (bigram_step(GARDEN_PATH)[0], (), 3),
-        (nested_sum_step, {"step": tf.constant(0), "sum": tf.constant([0, 15, 19], tf.int32)}, 3),
+        (nested_sum_step, {"step": tf.constant(0), "sum": tf.constant([0, 15, 18], tf.int32)}, 3),
     ]
     # A random Markov chain with a moderate chance of ending: many different lengths.
     rng = np.random.default_rng(3)
@@ -203,7 +216,7 @@ def test_beam_size_one_is_exactly_greedy(length_penalty: float, max_length: int)
 
 
 def test_ended_hypotheses_are_padded_and_the_output_as_wide_as_the_longest() -> None:
-    script = scripted_step([[5, 6, 7, END_ID], [END_ID], [4, END_ID]])
+    script = scripted_step([[5, 6, 7, END_ID], [2, END_ID], [4, 4, END_ID]])
 
     def next_fn(tokens, state):
         # Each beam row reads its own sentence's script.
@@ -214,7 +227,7 @@ def test_ended_hypotheses_are_padded_and_the_output_as_wide_as_the_longest() -> 
     ids = beam_search(next_fn, state, batch_size=3, beam_size=3, max_length=20).numpy()
     assert ids.dtype == np.int32
     np.testing.assert_array_equal(
-        ids, [[5, 6, 7, END_ID], [END_ID, PAD_ID, PAD_ID, PAD_ID], [4, END_ID, PAD_ID, PAD_ID]]
+        ids, [[5, 6, 7, END_ID], [2, END_ID, PAD_ID, PAD_ID], [4, 4, END_ID, PAD_ID]]
     )
 
 
@@ -263,24 +276,26 @@ def test_a_sentence_decodes_the_same_alone_or_in_any_batch() -> None:
 
 
 def test_length_penalty_decides_between_a_short_and_a_long_hypothesis() -> None:
-    # Short: END at once, p 0.4 (log -0.92, 1 token). Long: 5 6 7 END, p 0.6 * 0.8^3 = 0.31
-    # (log -1.18, 4 tokens). Plain log-probability prefers the short one; alpha 1 divides the short
-    # score by 1 and the long one by (5 + 4) / 6 = 1.5, giving -0.79, so the long one wins.
+    # Short: 4 END, p 0.45 (log -0.80, 2 tokens). Long: 5 6 7 8 END, p 0.55 * 0.9^4 = 0.36 (log
+    # -1.02, 5 tokens). Plain log-probability prefers the short one; alpha 1 divides the short score
+    # by (5 + 2) / 6, giving -0.68, and the long one by (5 + 5) / 6, giving -0.61: the long one wins.
     chain = {
-        START_ID: {END_ID: 0.4, 5: 0.6},
-        5: {6: 0.8, 4: 0.2},
-        6: {7: 0.8, 4: 0.2},
-        7: {END_ID: 0.8, 4: 0.2},
+        START_ID: {4: 0.45, 5: 0.55},
+        4: {END_ID: 1.0},
+        5: {6: 0.9, 9: 0.1},
+        6: {7: 0.9, 9: 0.1},
+        7: {8: 0.9, 9: 0.1},
+        8: {END_ID: 0.9, 9: 0.1},
     }
     next_fn, log_prob = bigram_step(chain, floor=1e-9)
-    assert log_prob([END_ID]) > log_prob([5, 6, 7, END_ID])
+    assert log_prob([4, END_ID]) > log_prob([5, 6, 7, 8, END_ID])
 
     def best(alpha: float) -> list[int]:
         ids = beam_search(next_fn, (), batch_size=1, beam_size=4, max_length=10, length_penalty=alpha)
         return trim(ids.numpy()[0])
 
-    assert best(0.0) == [END_ID]
-    assert best(1.0) == [5, 6, 7, END_ID]
+    assert best(0.0) == [4, END_ID]
+    assert best(1.0) == [5, 6, 7, 8, END_ID]
 
 
 HASH_ROWS = 101
@@ -319,9 +334,7 @@ def test_the_state_is_reordered_with_the_chosen_beams() -> None:
     ids = beam_search(next_fn, state, len(sentences), beam_size, max_length, length_penalty=0.0).numpy()
     others = [t for t in range(VOCAB) if t != END_ID]
     for sentence, row in zip(sentences, ids, strict=True):
-        candidates = (
-            [[END_ID]] + [[a, END_ID] for a in others] + [[a, b, END_ID] for a in others for b in others]
-        )
+        candidates = [[a, END_ID] for a in others] + [[a, b, END_ID] for a in others for b in others]
         best = max(log_prob(sentence, c) for c in candidates)
         assert trim(row)[-1] == END_ID
         assert log_prob(sentence, trim(row)) == pytest.approx(best, abs=1e-4)

@@ -10,13 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from nmtcli.errors import ModelError
 from nmtcli.files import (
     atomic_open,
     atomic_path,
     atomic_write_json,
     atomic_write_text,
+    file_digests,
     make_private_dir_public,
     read_json,
+    read_listed_files,
+    replacing_folder,
 )
 
 
@@ -325,3 +329,39 @@ def test_remove_stale_temporaries_only_removes_our_old_ones(tmp_path: Path) -> N
     assert sorted(os.listdir(tmp_path)) == sorted(
         [".data.tmp-abcd1234", ".out.txt.x.tmp", "out.txt", fresh.name]
     )
+
+
+def test_replacing_folder_changes_nothing_unless_the_block_succeeds(tmp_path: Path) -> None:
+    folder = tmp_path / "copy"
+    with replacing_folder(folder) as scratch:
+        (scratch / "a.txt").write_text("first", encoding="utf-8")
+    assert (folder / "a.txt").read_text(encoding="utf-8") == "first"
+    with pytest.raises(RuntimeError), replacing_folder(folder) as scratch:
+        (scratch / "a.txt").write_text("second", encoding="utf-8")
+        raise RuntimeError("the writer failed")
+    assert (folder / "a.txt").read_text(encoding="utf-8") == "first"
+    with replacing_folder(folder, known=["a.txt"]) as scratch:
+        (scratch / "b.txt").write_text("second", encoding="utf-8")
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["b.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["copy"]  # no temporary left beside it
+
+
+def test_read_listed_files_checks_every_listed_file(tmp_path: Path) -> None:
+    (tmp_path / "a.bin").write_bytes(b"weights")
+    (tmp_path / "b.txt").write_text("vocabulary", encoding="utf-8")
+    digests = file_digests(tmp_path, ["a.bin", "b.txt"])
+    allowed = {"a.bin", "b.txt"}.__contains__
+    contents = read_listed_files(tmp_path, "record.json", digests, allowed, 100, ModelError)
+    assert contents == {"a.bin": b"weights", "b.txt": b"vocabulary"}
+
+    def problem(listed: dict, limit: int = 100) -> str:
+        with pytest.raises(ModelError) as caught:
+            read_listed_files(tmp_path, "record.json", listed, allowed, limit, ModelError)
+        return str(caught.value)
+
+    assert "not one of its files" in problem({**digests, "../etc/passwd": "0" * 64})
+    (tmp_path / "b.txt").write_text("edited by hand", encoding="utf-8")
+    assert "changed or damaged" in problem(digests)
+    assert "too large" in problem(digests, limit=3)
+    (tmp_path / "b.txt").unlink()
+    assert "missing" in problem({"b.txt": digests["b.txt"]})

@@ -19,7 +19,6 @@ import errno
 import hashlib
 import itertools
 import os
-import shutil
 import stat
 import sys
 import tempfile
@@ -42,11 +41,9 @@ from .files import (
     atomic_write_json,
     check_replaceable,
     ensure_folder,
-    make_private_dir_public,
     open_regular_file,
     read_json_file,
-    remove_stale_temporaries,
-    replace_dir,
+    replacing_folder,
     schema_problem,
     sha256_file,
 )
@@ -600,21 +597,15 @@ def prepare(
             )
     ensure_folder(output_dir.parent, DataError)
     check_replaceable(output_dir, "manifest.json", "prepared data", DataError, known=DATA_FILES)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(output_dir.parent, output_dir.name)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
     try:
-        manifest = _prepare_into(tmp_dir, corpus, config, target_path, warn, vocabularies)
-        make_private_dir_public(tmp_dir)
-        replace_dir(tmp_dir, output_dir, known=DATA_FILES)
+        with replacing_folder(output_dir, DATA_FILES) as tmp_dir:
+            manifest = _prepare_into(tmp_dir, corpus, config, target_path, warn, vocabularies)
     except OSError as exc:
         if exc.filename and Path(exc.filename).is_relative_to(corpus):
             raise
         raise DataError(
             f"{output_dir}: cannot write the prepared data ({exc.strerror or exc}); nothing was changed"
         ) from None
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
     return manifest
 
 

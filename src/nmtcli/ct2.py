@@ -19,8 +19,8 @@ Decoding matches ``decoding``'s loops, so that float32 outputs equal the TensorF
 
 - inputs are normalised, tokenized, cut at ``max_source_tokens`` and batched by length exactly as in
   ``Translator`` (``translation.length_batches``), and each batch gets the same default step limit;
-  steps count the end token, as ``max_decoding_length`` does; EOS may come first (``min_decoding_length``
-  0);
+  steps count the end token, as ``max_decoding_length`` does; EOS may not come first
+  (``min_decoding_length`` 1, ``decoding.no_end_at_first_step``);
 - greedy search is CTranslate2's (``beam_size`` 1);
 - beam search: CTranslate2 normalises an ended hypothesis's score by ``length ** length_penalty``,
   ours by GNMT's ``((5 + length) / 6) ** length_penalty``. We ask CTranslate2 for its ``beam_size``
@@ -49,11 +49,10 @@ from .errors import ConfigError, ModelError, NmtError
 from .files import (
     atomic_write_json,
     check_replaceable,
-    make_private_dir_public,
-    read_file_bytes,
+    file_digests,
     read_json_file,
-    remove_stale_temporaries,
-    replace_dir,
+    read_listed_files,
+    replacing_folder,
     sha256_file,
 )
 from .logs import logger
@@ -131,45 +130,39 @@ def convert(run_dir: str | os.PathLike, output_dir: str | os.PathLike, quantizat
     check_replaceable(output_dir, RECORD, "a CTranslate2 model", ModelError, known=KNOWN_FILES)
     run.verify()
     spec = _spec(run, config)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(output_dir.parent, output_dir.name)  # left by a killed conversion
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
     try:
-        try:
-            spec.validate()
-            spec.optimize(quantization=quantization)
-            spec.save(str(tmp_dir))
-        except (ValueError, RuntimeError) as exc:  # CTranslate2's own checks of the weights
-            detail = " ".join(str(exc).split())[:300]
-            raise ModelError(f"{run_dir}: cannot convert the model to CTranslate2 ({detail})") from None
-        if config.level == "subword":
-            for side, name in SUBWORD_MODELS.items():
-                shutil.copyfile(run.file(name), tmp_dir / CT2_SUBWORD_MODELS[side])
-        files = sorted(p.name for p in tmp_dir.iterdir() if p.is_file())
-        atomic_write_json(
-            tmp_dir / RECORD,
-            {
-                "format": RECORD_FORMAT,
-                "model_sha256": sha256_file(run.file(MODEL)),
-                "quantization": quantization,
-                "positions": positions_for(config),
-                "arch": config.arch,
-                "level": config.level,
-                "lowercase": run.lowercase,
-                "max_source_tokens": max_source_tokens(config.max_source_length),
-                "files": {name: sha256_file(tmp_dir / name) for name in files},
-                "nmtcli_version": __version__,
-                "ctranslate2_version": _ctranslate2().__version__,
-            },
-        )
-        make_private_dir_public(tmp_dir)
-        replace_dir(tmp_dir, output_dir, known=KNOWN_FILES)
+        with replacing_folder(output_dir, KNOWN_FILES) as tmp_dir:  # a killed conversion's is cleared
+            try:
+                spec.validate()
+                spec.optimize(quantization=quantization)
+                spec.save(str(tmp_dir))
+            except (ValueError, RuntimeError) as exc:  # CTranslate2's own checks of the weights
+                detail = " ".join(str(exc).split())[:300]
+                raise ModelError(f"{run_dir}: cannot convert the model to CTranslate2 ({detail})") from None
+            if config.level == "subword":
+                for side, name in SUBWORD_MODELS.items():
+                    shutil.copyfile(run.file(name), tmp_dir / CT2_SUBWORD_MODELS[side])
+            files = sorted(p.name for p in tmp_dir.iterdir() if p.is_file())
+            atomic_write_json(
+                tmp_dir / RECORD,
+                {
+                    "format": RECORD_FORMAT,
+                    "model_sha256": sha256_file(run.file(MODEL)),
+                    "quantization": quantization,
+                    "positions": positions_for(config),
+                    "arch": config.arch,
+                    "level": config.level,
+                    "lowercase": run.lowercase,
+                    "max_source_tokens": max_source_tokens(config.max_source_length),
+                    "files": file_digests(tmp_dir, files),
+                    "nmtcli_version": __version__,
+                    "ctranslate2_version": _ctranslate2().__version__,
+                },
+            )
     except OSError as exc:
         raise ModelError(
             f"{output_dir}: cannot write the CTranslate2 model ({exc.strerror or exc}); nothing was changed"
         ) from None
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
     return output_dir
 
 
@@ -267,6 +260,11 @@ def _spec(run: RunFolder, config: ModelConfig) -> Any:
 # Reading a CTranslate2 folder (no TensorFlow)
 
 
+def is_ct2_file(name: str) -> bool:
+    """Whether a CTranslate2 folder's record may list ``name``."""
+    return name in KNOWN_FILES and name != RECORD
+
+
 class StaleCopy(ModelError):
     """A CTranslate2 folder that is missing, damaged, or made from another ``model.keras``."""
 
@@ -290,21 +288,7 @@ def read_folder(folder: Path, model_sha256: str | None = None) -> tuple[dict[str
         raise StaleCopy(f"{folder / RECORD}: not a CTranslate2 record of this nmtcli")
     if model_sha256 is not None and record.get("model_sha256") != model_sha256:
         raise StaleCopy(f"{folder}: made from another model.keras")
-    contents: dict[str, bytes] = {}
-    for name in files:
-        if name not in KNOWN_FILES or name == RECORD:
-            raise StaleCopy(f"{folder / RECORD}: lists {name!r}, not a CTranslate2 file")
-        try:
-            data = read_file_bytes(folder / name, MAX_FILE_BYTES, inside=folder, error=StaleCopy)
-        except FileNotFoundError:
-            raise StaleCopy(f"{folder / name}: missing") from None
-        except OSError as exc:
-            raise StaleCopy(f"{folder / name}: unreadable ({exc.strerror or exc})") from None
-        import hashlib
-
-        if hashlib.sha256(data).hexdigest() != files[name]:
-            raise StaleCopy(f"{folder / name}: does not match {RECORD}; the folder was changed or damaged")
-        contents[name] = data
+    contents = read_listed_files(folder, RECORD, files, is_ct2_file, MAX_FILE_BYTES, StaleCopy)
     return record, contents
 
 
@@ -498,7 +482,7 @@ class CT2Translator:
         options = dict(
             beam_size=beam,
             max_decoding_length=steps,
-            min_decoding_length=0,
+            min_decoding_length=1,
             max_input_length=0,
             max_batch_size=0,
         )

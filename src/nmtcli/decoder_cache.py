@@ -32,7 +32,6 @@ private temporary copy, so what was checked is what runs.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -49,18 +48,17 @@ from .errors import ModelError, NmtError
 from .files import (
     atomic_write_json,
     check_replaceable,
-    make_private_dir_public,
-    read_file_bytes,
+    file_digests,
     read_json_file,
-    remove_stale_temporaries,
-    replace_dir,
+    read_listed_files,
+    replacing_folder,
     sha256_file,
 )
 from .logs import logger
 from .run_folder import CONFIG, DECODER_RECORD, RunFolder
 
 RECORD = DECODER_RECORD
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2  # 2: the loops rule out the end id at the first step
 # The architectures whose decoders are cached; transformer runs have their CTranslate2 copy (``ct2``).
 CACHED_ARCHITECTURES = ("lstm", "gru-attention")
 FUNCTIONS = ("greedy", "attention")
@@ -213,36 +211,33 @@ def write(run: RunFolder, module: DecoderModule) -> Path:
         raise ModelError(f"{run.path}: checksums.json records no model.keras")
     # A file or a foreign folder where the cache goes is the user's: left alone (ModelError).
     check_replaceable(folder, RECORD, "a decoder cache", ModelError, known=KNOWN_FILES)
-    remove_stale_temporaries(run.path, folder.name)  # left by a killed write
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=run.path))
     try:
-        options = tf.saved_model.SaveOptions(experimental_skip_saver=True)
-        tf.saved_model.save(module, str(tmp_dir), options=options)
-        shutil.rmtree(tmp_dir / "assets", ignore_errors=True)  # empty: the decoders use no files
-        files = sorted(path.relative_to(tmp_dir).as_posix() for path in tmp_dir.rglob("*") if path.is_file())
-        if any(not SAVED_FILES.fullmatch(name) for name in files):
-            raise ModelError(f"TensorFlow saved files nmt does not know ({', '.join(files)})")
-        check_graph((tmp_dir / "saved_model.pb").read_bytes(), folder)
-        atomic_write_json(
-            tmp_dir / RECORD,
-            {
-                "format": RECORD_FORMAT,
-                "model_sha256": model_digest,
-                "config_sha256": sha256_file(run.file(CONFIG)),
-                "functions": list(module.functions),
-                "files": {name: sha256_file(tmp_dir / name) for name in files},
-                "nmtcli_version": __version__,
-                "tensorflow_version": tf.__version__,
-            },
-        )
-        make_private_dir_public(tmp_dir)
-        replace_dir(tmp_dir, folder, known=KNOWN_FILES)
+        with replacing_folder(folder, KNOWN_FILES) as tmp_dir:  # a killed write's is cleared first
+            options = tf.saved_model.SaveOptions(experimental_skip_saver=True)
+            tf.saved_model.save(module, str(tmp_dir), options=options)
+            shutil.rmtree(tmp_dir / "assets", ignore_errors=True)  # empty: the decoders use no files
+            files = sorted(
+                path.relative_to(tmp_dir).as_posix() for path in tmp_dir.rglob("*") if path.is_file()
+            )
+            if any(not SAVED_FILES.fullmatch(name) for name in files):
+                raise ModelError(f"TensorFlow saved files nmt does not know ({', '.join(files)})")
+            check_graph((tmp_dir / "saved_model.pb").read_bytes(), folder)
+            atomic_write_json(
+                tmp_dir / RECORD,
+                {
+                    "format": RECORD_FORMAT,
+                    "model_sha256": model_digest,
+                    "config_sha256": sha256_file(run.file(CONFIG)),
+                    "functions": list(module.functions),
+                    "files": file_digests(tmp_dir, files),
+                    "nmtcli_version": __version__,
+                    "tensorflow_version": tf.__version__,
+                },
+            )
     except OSError as exc:
         raise ModelError(f"{folder}: cannot write the decoder cache ({exc.strerror or exc})") from None
     except NmtError as exc:
         raise ModelError(f"{folder}: not written ({exc})") from None
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
     return folder
 
 
@@ -320,19 +315,7 @@ def read_files(run: RunFolder) -> tuple[dict[str, Any], dict[str, bytes]]:
         raise OutdatedCache(f"{folder}: traced by nmtcli {versions[0]} with TensorFlow {versions[1]}")
     if "greedy" not in record["functions"] or not set(record["functions"]) <= set(FUNCTIONS):
         raise StaleCache(f"{folder / RECORD}: names functions nmt does not know")
-    contents: dict[str, bytes] = {}
-    for name, digest in files.items():
-        if not isinstance(name, str) or not SAVED_FILES.fullmatch(name):
-            raise StaleCache(f"{folder / RECORD}: lists {str(name)[:80]!r}, not a file of a decoder cache")
-        try:
-            data = read_file_bytes(folder / name, MAX_FILE_BYTES, inside=folder, error=StaleCache)
-        except FileNotFoundError:
-            raise StaleCache(f"{folder / name}: missing") from None
-        except OSError as exc:
-            raise StaleCache(f"{folder / name}: unreadable ({exc.strerror or exc})") from None
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise StaleCache(f"{folder / name}: does not match {RECORD}; the cache was changed or damaged")
-        contents[name] = data
+    contents = read_listed_files(folder, RECORD, files, SAVED_FILES.fullmatch, MAX_FILE_BYTES, StaleCache)
     if len(contents["saved_model.pb"]) > MAX_GRAPH_BYTES:
         raise StaleCache(f"{folder / 'saved_model.pb'}: too large for a decoder graph")
     return record, contents

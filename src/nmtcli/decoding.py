@@ -45,7 +45,8 @@ def greedy_search(
     end_id: int = END_ID,
     drop_finished: bool = False,
 ) -> tf.Tensor:
-    """Pick the most likely token at every step. Returns ids ``[B, steps]``, int32.
+    """Pick the most likely token at every step (at the first, never the end id: see
+    :func:`no_end_at_first_step`). Returns ids ``[B, steps]``, int32.
 
     A sentence that has ended is padded with ``PAD_ID``; ``steps <= max_length``. ``state`` is any
     nest of tensors whose shapes stay fixed from step to step, or, with ``drop_finished``, whose
@@ -85,6 +86,16 @@ def greedy_search_with_attention(
 DROP_SHARE = 0.25
 
 
+def no_end_at_first_step(logits: tf.Tensor, step: tf.Tensor, end_id: int) -> tf.Tensor:
+    """``logits [N, V]`` with the end id ruled out at step 0, so that no translation is empty.
+
+    As CTranslate2's ``min_decoding_length=1`` (and fairseq's ``min_len``): the end id's logit is set
+    to -inf before any softmax, so a beam's first log-probabilities are those of the other tokens."""
+    is_end = tf.equal(tf.range(tf.shape(logits)[-1]), end_id)
+    ruled_out = tf.logical_and(tf.equal(step, 0), is_end)
+    return tf.where(ruled_out, tf.constant(float("-inf"), logits.dtype), logits)
+
+
 def _greedy_loop(next_fn, state, batch_size, max_length, start_id, end_id, collect, drop_finished):
     """The one decoding loop. ``next_fn`` returns ``(logits, state, extra)``; with ``collect`` the
     ``[B, ...]`` extras are stacked into ``[B, steps, ...]`` float32, else ``extra`` is ignored.
@@ -111,7 +122,7 @@ def _greedy_loop(next_fn, state, batch_size, max_length, start_id, end_id, colle
 
     def one_step(step, tokens, state, finished, rows, outputs, extras):
         logits, state, extra = next_fn(tokens, state)
-        chosen = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        chosen = tf.argmax(no_end_at_first_step(logits, step, end_id), axis=-1, output_type=tf.int32)
         chosen = tf.where(finished, tf.constant(PAD_ID, tf.int32), chosen)
         finished = tf.logical_or(finished, tf.equal(chosen, end_id))
         outputs = outputs.write(step, in_batch_order(chosen, rows, PAD_ID))
@@ -220,7 +231,8 @@ def beam_search(
 
     Scores are sums of log-softmax probabilities (nats). A hypothesis that ends scores ``log p / ((5 +
     n) / 6) ** length_penalty``, ``n`` its length in tokens with the end id (GNMT); ``length_penalty``
-    >= 0: 0 compares plain log-probabilities, larger values favour longer outputs. As in fairseq, an end
+    >= 0: 0 compares plain log-probabilities, larger values favour longer outputs. The end id cannot
+    come first (:func:`no_end_at_first_step`), so no hypothesis is empty. As in fairseq, an end
     id counts only where it ranks among the top K of the 2K candidates of a step, so ``beam_size=1``
     gives exactly ``greedy_search``'s output. A sentence is done when K hypotheses have ended, or when
     its best ended hypothesis beats the best score any live one could still reach; if none has ended
@@ -253,7 +265,8 @@ def beam_search(
 
     def one_step(step, tokens, state, alive_scores, alive_seqs, f_scores, f_seqs, f_lengths, done):
         logits, state = next_fn(tokens, state)
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # [B*K, V]
+        logits = no_end_at_first_step(tf.cast(logits, tf.float32), step, end_id)
+        log_probs = tf.nn.log_softmax(logits)  # [B*K, V]
         vocab = tf.shape(log_probs)[-1]
         scores = alive_scores[:, :, None] + tf.reshape(log_probs, [batch_size, k, vocab])
         # 2K candidates: at most K of them end (one end id per beam), so K live ones always remain.

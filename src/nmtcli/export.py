@@ -43,8 +43,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
-import tempfile
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,9 +58,7 @@ from .errors import ModelError
 from .files import (
     atomic_write_json,
     check_replaceable,
-    make_private_dir_public,
-    remove_stale_temporaries,
-    replace_dir,
+    replacing_folder,
 )
 from .run_folder import RunFolder
 from .subwords import META, META_STANDIN
@@ -412,33 +408,27 @@ def export(run_dir: str | os.PathLike, output: str | os.PathLike) -> ExportResul
     check_replaceable(output, EXPORT_INFO, "an nmt export", ModelError, known=EXPORT_FILES)
     translator = Translator.load(run_dir)
     module = ExportedTranslator(translator)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(output.parent, output.name)  # left by a killed export
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
     result = ExportResult(
         output, run_dir, translator.config.arch, translator.config.level, translator.lowercase
     )
     try:
-        tf.saved_model.save(module, str(tmp_dir), signatures={SIGNATURE: module.translate})
-        atomic_write_json(
-            tmp_dir / EXPORT_INFO,
-            {
-                **result.to_dict(),
-                "output": output.name,
-                "run": str(run_dir.resolve()),
-                "config": RunFolder(run_dir).config().model.to_dict(),
-                "batch_size": BATCH_SIZE,
-                "max_source_tokens": translator.max_source_tokens,
-                "nmtcli_version": __version__,
-                "tensorflow_version": tf.__version__,
-            },
-        )
-        make_private_dir_public(tmp_dir)
-        replace_dir(tmp_dir, output, known=EXPORT_FILES)
+        with replacing_folder(output, EXPORT_FILES) as tmp_dir:  # a killed export's is cleared first
+            tf.saved_model.save(module, str(tmp_dir), signatures={SIGNATURE: module.translate})
+            atomic_write_json(
+                tmp_dir / EXPORT_INFO,
+                {
+                    **result.to_dict(),
+                    "output": output.name,
+                    "run": str(run_dir.resolve()),
+                    "config": RunFolder(run_dir).config().model.to_dict(),
+                    "batch_size": BATCH_SIZE,
+                    "max_source_tokens": translator.max_source_tokens,
+                    "nmtcli_version": __version__,
+                    "tensorflow_version": tf.__version__,
+                },
+            )
     except OSError as exc:
         raise ModelError(
             f"{output}: cannot write the export ({exc.strerror or exc}); nothing was changed"
         ) from None
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
     return result

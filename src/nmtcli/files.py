@@ -211,6 +211,57 @@ def replace_dir(tmp_dir: Path, folder: Path, known: Iterable[str] = ()) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def replacing_folder(folder: Path, known: Iterable[str] = ()) -> Iterator[Path]:
+    """A new, empty folder beside ``folder`` to fill; when the block ends without an error, it is made
+    readable as a plain new folder would be and replaces ``folder`` (:func:`replace_dir`). Removed
+    whatever happens, so nothing at ``folder`` changes unless the block succeeds. What a killed writer
+    left beside ``folder`` is cleared first (:func:`remove_stale_temporaries`)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder.parent, folder.name)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        yield tmp_dir
+        make_private_dir_public(tmp_dir)
+        replace_dir(tmp_dir, folder, known=known)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def file_digests(folder: Path, names: Iterable[str]) -> dict[str, str]:
+    """The SHA-256 of each of ``folder``'s files ``names``: what a record lists for
+    :func:`read_listed_files` to check."""
+    return {name: sha256_file(folder / name) for name in names}
+
+
+def read_listed_files(
+    folder: Path,
+    record: str,
+    digests: Any,
+    allowed: Callable[[str], object],
+    max_bytes: int,
+    error: type[NmtError],
+) -> dict[str, bytes]:
+    """The files that ``folder``'s record file ``record`` lists (``digests``: name -> SHA-256, as
+    :func:`file_digests` made it), each read once (a regular file inside ``folder``, at most
+    ``max_bytes``) and checked against its digest. ``error`` naming the file when a name is not
+    ``allowed``, or the file is missing, unreadable or changed."""
+    contents: dict[str, bytes] = {}
+    for name, digest in digests.items():
+        if not isinstance(name, str) or not allowed(name):
+            raise error(f"{folder / record}: lists {str(name)[:80]!r}, not one of its files")
+        try:
+            data = read_file_bytes(folder / name, max_bytes, inside=folder, error=error)
+        except FileNotFoundError:
+            raise error(f"{folder / name}: missing") from None
+        except OSError as exc:
+            raise error(f"{folder / name}: unreadable ({exc.strerror or exc})") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise error(f"{folder / name}: does not match {record}; the folder was changed or damaged")
+        contents[name] = data
+    return contents
+
+
 # --------------------------------------------------------------------------------------------------
 # Outputs
 

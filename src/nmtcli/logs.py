@@ -121,12 +121,18 @@ class ConsoleHandler(logging.Handler):
 
 @contextlib.contextmanager
 def to_console(console, enabled: bool = True) -> Iterator[None]:
-    """While inside, the ``nmtcli`` logger's records go to ``console`` (and not on to the root logger,
-    which would print them twice)."""
+    """While inside, the ``nmtcli`` logger's records go to ``console``."""
     if not enabled:
         yield
         return
-    handler = ConsoleHandler(console)
+    with handled_by(ConsoleHandler(console)):
+        yield
+
+
+@contextlib.contextmanager
+def handled_by(handler: logging.Handler) -> Iterator[None]:
+    """While inside, the ``nmtcli`` logger's records of INFO and above go to ``handler`` (and not on
+    to the root logger, which would print them twice); the logger is restored after."""
     level, propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

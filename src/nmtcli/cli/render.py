@@ -134,15 +134,7 @@ def library_notices(quiet: bool) -> Iterator[None]:
             elif not quiet:
                 notice(record.getMessage())
 
-    from ..logs import logger
+    from ..logs import handled_by
 
-    handler, level, propagate = Notices(logging.INFO), logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    try:
+    with handled_by(Notices(logging.INFO)):
         yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
