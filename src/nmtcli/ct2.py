@@ -73,11 +73,10 @@ MIN_POSITIONS = 1024
 
 
 def _ctranslate2() -> Any:
-    # OpenMP's threads wait for work spinning a bounded while (300,000 spins), then sleeping. Sleeping
-    # at once (PASSIVE) made batch decoding 3.7 times slower (int8 greedy on spa's test split: 526
-    # against 1,953 sentences/s), spinning without bound (ACTIVE alone) slower still (483), and an
-    # unbounded spin made a short translation take 0.7-3 s on a busy 2-core machine (docs/benchmarks.md).
-    # Set before CTranslate2's OpenMP starts, and only where the user has chosen neither.
+    # OpenMP's threads wait for work spinning a bounded while (300,000 spins), then sleeping: sleeping
+    # at once (PASSIVE) made batch decoding several times slower, and spinning without bound slowed
+    # both batch decoding and a short translation on a busy machine (docs/benchmarks.md, "OpenMP's
+    # wait policy"). Set before CTranslate2's OpenMP starts, and only where the user has chosen neither.
     if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
         os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
         os.environ["GOMP_SPINCOUNT"] = "300000"
