@@ -419,10 +419,21 @@ def test_decoding_config_rejects_bad_values_naming_the_field(kwargs, field) -> N
     assert caught.value.field == field
 
 
+def test_an_unset_length_penalty_is_the_architectures() -> None:
+    from nmtcli.config import ARCH_LENGTH_PENALTY, DEFAULT_LENGTH_PENALTY
+
+    unset = DecodingConfig(beam_size=4)
+    assert unset.length_penalty is None and "lenpen:auto" in unset.signature()
+    assert unset.for_arch("transformer").length_penalty == ARCH_LENGTH_PENALTY["transformer"]
+    assert unset.for_arch("gru-attention").length_penalty == DEFAULT_LENGTH_PENALTY
+    chosen = DecodingConfig(beam_size=4, length_penalty=0.0)
+    assert chosen.for_arch("transformer") is chosen  # a chosen value, 0 included, is kept
+
+
 def test_decoding_signature_parts_and_record() -> None:
     assert DecodingConfig().signature() == ["decode:greedy", "max_len:auto"]
-    beam = DecodingConfig(max_length=40, beam_size=4, bf16_output=True)
-    assert "|".join(beam.signature()) == "decode:beam|beam:4|lenpen:0.6|output:bf16|max_len:40"
+    beam = DecodingConfig(max_length=40, beam_size=4, length_penalty=0.0, bf16_output=True)
+    assert "|".join(beam.signature()) == "decode:beam|beam:4|lenpen:0.0|output:bf16|max_len:40"
     assert DecodingConfig(length_penalty=2.0).to_dict() == {
         "method": "greedy",
         "beam_size": 1,

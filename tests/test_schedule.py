@@ -175,29 +175,45 @@ def test_the_cool_down_falls_linearly_to_zero_from_its_start() -> None:
     assert [rate(schedule, step) for step in (300, 310, 339, 340, 400)] == pytest.approx(before, rel=1e-6)
 
 
-def cool_down(tmp_path: Path, seconds: list[float], max_minutes: float | None) -> CoolDown:
-    """A CoolDown over a run folder whose history holds epochs of ``seconds``."""
+def cool_down(tmp_path: Path, seconds: list[float], max_minutes: float | None, span: int = 1) -> CoolDown:
+    """A CoolDown of ``span`` epochs over a run folder whose history holds epochs of ``seconds``."""
     record = RecordHistory(RunFolder(tmp_path))
     for epoch, spent in enumerate(seconds):
         record.history.append({"epoch": epoch + 1, "val_cross_entropy": 1.0, "seconds": spent})
-    return CoolDown(record, max_minutes * 60 if max_minutes else None)
+    return CoolDown(record, max_minutes * 60 if max_minutes else None, span=span)
 
 
-def test_the_last_epoch_is_the_last_of_epochs_or_the_last_to_fit_the_budget(tmp_path) -> None:
-    assert cool_down(tmp_path, [], None).is_last(4, 5)
-    assert not cool_down(tmp_path, [10.0] * 3, None).is_last(3, 5)
-    # A 60 s budget. After epochs of 20 s (the first, traced) and 10 s, the third would end at 40 s
-    # and a fourth, with 20% to spare, at 52 s: the third is not the last; after three it is.
-    assert not cool_down(tmp_path, [20.0, 10.0], 1.0).is_last(2, 50)  # 30 + 10 + 12 = 52 s
-    assert cool_down(tmp_path, [20.0, 10.0, 10.0], 1.0).is_last(3, 50)  # 40 + 10 + 12 = 62 s
-    # The pace is the longer of the last two epochs; the traced first one only while alone.
-    assert cool_down(tmp_path, [20.0], 1.0).is_last(1, 50)  # 20 + 20 + 24 = 64 s
-    assert cool_down(tmp_path, [20.0, 5.0, 12.0], 1.0).is_last(3, 50)  # 37 + 12 + 14.4 = 63.4 s
-    assert not cool_down(tmp_path, [20.0, 5.0, 8.0], 1.0).is_last(3, 50)  # 33 + 8 + 9.6 = 50.6 s
+def test_the_cool_down_spans_the_last_epochs_of_epochs(tmp_path) -> None:
+    assert cool_down(tmp_path, [], None).plan(4, 5) == (4, 1)
+    assert cool_down(tmp_path, [10.0] * 3, None).plan(3, 5) is None
+    assert cool_down(tmp_path, [10.0] * 3, None, span=2).plan(3, 5) == (3, 2)
+    assert cool_down(tmp_path, [10.0] * 4, None, span=2).plan(4, 5) == (3, 2)  # its second epoch
+    assert cool_down(tmp_path, [], None, span=3).plan(0, 2) == (0, 2)  # fewer epochs than its span
 
 
+def test_the_cool_down_spans_the_last_epochs_to_fit_the_budget(tmp_path) -> None:
+    # A 70 s budget, epochs of 20 s (the first, traced) then 10 s. As the third begins, three more
+    # would end at 30 + 3 * 10 + 2 (20% of one to spare) = 62 s; as the fifth begins, only one fits.
+    assert cool_down(tmp_path, [20.0, 10.0], 70 / 60).plan(2, 50) is None
+    assert cool_down(tmp_path, [20.0, 10.0, 10.0], 70 / 60).plan(3, 50) is None  # 40 + 20 + 2 = 62 s
+    assert cool_down(tmp_path, [20.0, 10.0, 10.0, 10.0], 70 / 60).plan(4, 50) == (4, 1)
+    # The pace is the traced first epoch while it is alone (60 s: 20 + 2 * 20 + 4 = 64 s) ...
+    assert cool_down(tmp_path, [20.0], 1.0).plan(1, 50) == (1, 1)
+    # ... then the longer of the last two (57 s: 32 + 2 * 12 + 2.4 > 57; at a pace of 5 s four fit).
+    assert cool_down(tmp_path, [15.0, 12.0], 57 / 60).plan(2, 50) is None
+    assert cool_down(tmp_path, [15.0, 12.0, 5.0], 57 / 60).plan(3, 50) == (3, 1)
+    # Two epochs of cool-down begin once at most two fit (100 s: 40 + 3 * 20 + 4 > 100), and a run
+    # resumed in the second finds where it began in the history.
+    assert cool_down(tmp_path, [20.0], 100 / 60, span=2).plan(1, 50) is None
+    assert cool_down(tmp_path, [20.0, 20.0], 100 / 60, span=2).plan(2, 50) == (2, 2)
+    assert cool_down(tmp_path, [20.0, 20.0, 25.0], 100 / 60, span=2).plan(3, 50) == (2, 2)
+
+
+@pytest.mark.parametrize("span", [1, 2])
 @pytest.mark.parametrize("warmup_steps", [None, 3])
-def test_a_run_with_cool_down_ends_its_last_epoch_near_a_zero_rate(tiny_data, tmp_path, warmup_steps) -> None:
+def test_a_run_with_cool_down_ends_its_last_epoch_near_a_zero_rate(
+    tiny_data, tmp_path, warmup_steps, span
+) -> None:
     from nmtcli.training import train
     from nmtcli.workspace import Workspace
 
@@ -206,17 +222,22 @@ def test_a_run_with_cool_down_ends_its_last_epoch_near_a_zero_rate(tiny_data, tm
         "epochs": 3,
         "learning_rate": 0.01,
         "bleu_sample": 0,
+        "reduce_lr_factor": None,
+        "warmup_steps": warmup_steps,
+        "cooldown": True,
+        "cooldown_epochs": span,
     }
     result = train(
-        ModelConfig(**TINY_MODEL),
-        TrainConfig(**settings, reduce_lr_factor=None, warmup_steps=warmup_steps, cooldown=True),
-        data_dir=tiny_data,
-        workspace=Workspace(tmp_path),
+        ModelConfig(**TINY_MODEL), TrainConfig(**settings), data_dir=tiny_data, workspace=Workspace(tmp_path)
     )
     rates = [row["learning_rate"] for row in result.history]
     assert len(rates) == 3
     if warmup_steps is None:  # a plain rate: set before each step, 1/steps of it for the last one
-        assert rates[0] == rates[1] == pytest.approx(0.01)
-        assert 0 < rates[2] < 0.01 / 4
+        assert rates[0] == pytest.approx(0.01)
+        if span == 1:
+            assert rates[1] == pytest.approx(0.01)
+        else:  # halfway down after the first of two epochs (4 or more steps each)
+            assert 0.01 / 2 < rates[1] <= 0.01 * 5 / 8
+        assert 0 < rates[2] < 0.01 / (4 * span)
     else:  # the schedule after the cool-down's last step
         assert rates[1] > 0 and rates[2] == 0.0

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from nmtcli import serve
-from nmtcli.config import DecodingConfig
+from nmtcli.config import DEFAULT_LENGTH_PENALTY, DecodingConfig
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -159,6 +159,8 @@ def test_health_names_the_model_and_the_limits(translator) -> None:
         "max_queued_lines": 16_384,
     }
     assert health["api_key_required"] is False and health["max_source_tokens"] == translator.max_source_tokens
+    # No length penalty chosen: the recurrent model's.
+    assert health["decoding"] == {"beam_size": 1, "length_penalty": DEFAULT_LENGTH_PENALTY}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -175,6 +177,9 @@ class Echo:
         self.calls: list[tuple[list[str], int]] = []
         self.gate = gate
         self.started = threading.Event()
+
+    def effective(self, decoding):
+        return decoding.for_arch("transformer")
 
     def translate_stream(self, lines, decoding):
         from nmtcli.translator import Translation

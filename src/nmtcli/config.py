@@ -258,9 +258,10 @@ class TrainConfig(_Serializable):
     early_stopping_metric: str = "loss"
     bleu_sample: int = 500  # validation sources decoded for BLEU after every epoch; 0 = none
     max_minutes: float | None = None  # stop before an epoch that would end past this budget
-    # The last epoch (of `epochs`, or the last to fit `max_minutes`) lowers the learning rate linearly
-    # to zero, then training stops (training.callbacks.CoolDown).
+    # The last `cooldown_epochs` epochs (of `epochs`, or the last to fit `max_minutes`) lower the
+    # learning rate linearly to zero, then training stops (training.callbacks.CoolDown).
     cooldown: bool = False
+    cooldown_epochs: int = 1
 
     distribute: str | None = None  # None (one device), "mirrored" or "multi-worker"; see distribution.py
     init_from: str | None = None
@@ -308,6 +309,7 @@ class TrainConfig(_Serializable):
                     f"reduce_lr_factor must be below 1; got {self.reduce_lr_factor}", field="reduce_lr_factor"
                 )
         _check_range("reduce_lr_patience", self.reduce_lr_patience, 1)
+        _check_range("cooldown_epochs", self.cooldown_epochs, 1, 100_000)
         _check_choice("early_stopping_metric", self.early_stopping_metric, EARLY_STOPPING_METRICS)
         _check_range("bleu_sample", self.bleu_sample, 0, 1_000_000)
         if self.early_stopping_metric == "bleu" and not self.bleu_sample:
@@ -325,7 +327,16 @@ class TrainConfig(_Serializable):
 
 MAX_BEAM_SIZE = 64
 MAX_LENGTH_PENALTY = 10.0
-DEFAULT_LENGTH_PENALTY = 0.6  # GNMT's alpha; see decoding.beam_search
+# Beam search's length penalty (GNMT's alpha; decoding.beam_search) when none is chosen: the
+# architecture's own where it has one, else the default. Each was the best of a sweep on the validation
+# split of the CPU-hour models (docs/results.md, "Length penalty").
+ARCH_LENGTH_PENALTY: dict[str, float] = {"transformer": 2.0}
+DEFAULT_LENGTH_PENALTY = 0.6
+
+
+def default_length_penalty(arch: str) -> float:
+    """The length penalty beam search uses for a model of ``arch`` when none is chosen."""
+    return ARCH_LENGTH_PENALTY.get(arch, DEFAULT_LENGTH_PENALTY)
 
 
 @dataclass(frozen=True)
@@ -333,7 +344,8 @@ class DecodingConfig(_Serializable):
     """How sentences are decoded, for ``translate``, ``evaluate`` and the BLEU sample while training.
 
     ``beam_size`` 1 is greedy search; more keeps that many hypotheses per sentence (beam search, scored
-    with GNMT's ``length_penalty``; see ``decoding.beam_search``). ``max_length`` None decodes at most
+    with GNMT's ``length_penalty``; see ``decoding.beam_search``; None: the model's architecture's,
+    ``default_length_penalty``, filled in by ``for_arch``). ``max_length`` None decodes at most
     ``decoding.default_max_length`` tokens (twice the source plus 10, capped). ``bf16_output``: the
     output layer's product in bfloat16 on CPUs that have it natively (``models.bf16``), ignored
     elsewhere. ``batch_size`` counts sentences; beam search decodes ``batch_size * beam_size`` rows.
@@ -342,7 +354,7 @@ class DecodingConfig(_Serializable):
     batch_size: int = 64
     max_length: int | None = None
     beam_size: int = 1
-    length_penalty: float = DEFAULT_LENGTH_PENALTY
+    length_penalty: float | None = None
     bf16_output: bool = False
 
     def __post_init__(self) -> None:
@@ -350,13 +362,21 @@ class DecodingConfig(_Serializable):
         if self.max_length is not None:
             _check_range("max_length", self.max_length, 1, 100_000)
         _check_range("beam_size", self.beam_size, 1, MAX_BEAM_SIZE)
-        _check_range("length_penalty", self.length_penalty, 0, MAX_LENGTH_PENALTY, integer=False)
-        if math.isnan(self.length_penalty):
-            raise ConfigError("length_penalty must be a number; got nan", field="length_penalty")
+        if self.length_penalty is not None:
+            _check_range("length_penalty", self.length_penalty, 0, MAX_LENGTH_PENALTY, integer=False)
+            if math.isnan(self.length_penalty):
+                raise ConfigError("length_penalty must be a number; got nan", field="length_penalty")
         if not isinstance(self.bf16_output, bool):
             raise ConfigError(
                 f"bf16_output must be true or false; got {self.bf16_output!r}", field="bf16_output"
             )
+
+    def for_arch(self, arch: str) -> DecodingConfig:
+        """These settings for a model of ``arch``: an unset ``length_penalty`` becomes that
+        architecture's (``default_length_penalty``)."""
+        if self.length_penalty is not None:
+            return self
+        return dataclasses.replace(self, length_penalty=default_length_penalty(arch))
 
     @property
     def method(self) -> str:
@@ -369,7 +389,8 @@ class DecodingConfig(_Serializable):
         (see ``Translator.effective``); the batch size changes no output and is left out."""
         parts = [f"decode:{self.method}"]
         if self.method == "beam":
-            parts += [f"beam:{self.beam_size}", f"lenpen:{self.length_penalty}"]
+            alpha = "auto" if self.length_penalty is None else self.length_penalty
+            parts += [f"beam:{self.beam_size}", f"lenpen:{alpha}"]
         if self.bf16_output:
             parts.append("output:bf16")
         return [*parts, f"max_len:{self.max_length or 'auto'}"]

@@ -414,7 +414,9 @@ class CT2Translator:
     # ---------------------------------------------------------------------------------------------
 
     def effective(self, decoding: DecodingConfig) -> DecodingConfig:
-        """``decoding`` as it runs here: ``bf16_output`` is TensorFlow's and off."""
+        """``decoding`` as it runs here: the length penalty of this model's architecture when none is
+        chosen (``DecodingConfig.for_arch``); ``bf16_output`` is TensorFlow's and off."""
+        decoding = decoding.for_arch(self.config.arch)
         return decoding.with_options(bf16_output=False) if decoding.bf16_output else decoding
 
     def default_max_length(self, source_length: int) -> int:
@@ -425,7 +427,7 @@ class CT2Translator:
     ) -> list[str]:
         """One translation per input line, in order; blank lines translate to ``""``. ``decoding`` (or
         keyword ``options``, its field names) as for ``Translator.translate``."""
-        decoding = decoding_config(decoding, **options)
+        decoding = self.effective(decoding_config(decoding, **options))
         return [result.translation for result in self._translate_all(list(lines), decoding, 1)]
 
     def translate_stream(
@@ -441,7 +443,7 @@ class CT2Translator:
         ``n_best`` > 1: each result's ``hypotheses`` holds that many translations, best first (needs
         ``beam_size >= n_best``). Attention weights are the TensorFlow engine's (``attention``
         must stay False)."""
-        decoding = decoding_config(decoding, **options)
+        decoding = self.effective(decoding_config(decoding, **options))
         if attention:
             raise ConfigError("attention pictures come from the tensorflow engine; use `engine` tensorflow")
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:

@@ -77,6 +77,10 @@ class TranslatorLike(Protocol):
 
     max_source_tokens: int
 
+    def effective(self, decoding: DecodingConfig) -> DecodingConfig:
+        """``decoding`` as this translator runs it, the model's length penalty filled in."""
+        ...
+
     def translate_stream(self, lines: Iterable[str], decoding: DecodingConfig) -> Iterator[Any]:
         """One result per line, in order, each with ``.translation`` (str) and ``.truncated`` (bool)."""
         ...
@@ -500,7 +504,8 @@ def create_app(
 ):
     """The FastAPI application serving ``translator``.
 
-    ``decoding``: the settings of every request (a request may choose its ``beam_size``).
+    ``decoding``: the settings of every request (a request may choose its ``beam_size``); an unset
+    length penalty is the model's (``translator.effective``).
     ``model_info``: shown by ``/health`` (run name, arch ...). ``api_key``: when given, ``POST
     /translate`` needs ``Authorization: Bearer <api_key>`` (401 otherwise); ``/`` and ``/health``
     stay open (the page is static, and probes need no secret). ``warm_up``: decode one line before
@@ -510,7 +515,7 @@ def create_app(
     from fastapi.responses import HTMLResponse, JSONResponse
 
     limits = limits or ServeLimits()
-    decoding = decoding or DecodingConfig()
+    decoding = translator.effective(decoding or DecodingConfig())
     batcher = Batcher(
         translator, limits.batch_window_ms / 1000, limits.max_batch_lines, limits.max_queued_lines
     )

@@ -94,7 +94,9 @@ class Translator:
         return bf16.decoding_applies(self.model)
 
     def effective(self, decoding: DecodingConfig) -> DecodingConfig:
-        """``decoding`` as it runs here: ``bf16_output`` only where this CPU and model allow it."""
+        """``decoding`` as it runs here: the length penalty of this model's architecture when none is
+        chosen (``DecodingConfig.for_arch``), ``bf16_output`` only where this CPU and model allow it."""
+        decoding = decoding.for_arch(self.config.arch)
         if decoding.bf16_output and not self.bf16_available:
             return decoding.with_options(bf16_output=False)
         return decoding

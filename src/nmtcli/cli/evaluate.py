@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 
 import typer
 
-from ..config import DEFAULT_LENGTH_PENALTY
 from ..errors import ConfigError, NmtError
 from . import render
 from .options import (
@@ -56,7 +55,7 @@ def evaluate(
     batch_size: BatchOpt = 64,
     max_length: MaxLengthOpt = None,
     beam_size: BeamSizeOpt = 1,
-    length_penalty: LengthPenaltyOpt = DEFAULT_LENGTH_PENALTY,
+    length_penalty: LengthPenaltyOpt = None,
     bf16_output: Bf16DecodingOpt = False,
     engine: EngineOpt = "auto",
     compute_type: ComputeTypeOpt = "float32",

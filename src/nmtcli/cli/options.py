@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from ..config import ARCH_LENGTH_PENALTY, DEFAULT_LENGTH_PENALTY
 from ..presets import PRESETS
 
 WorkspaceOpt = Annotated[
@@ -72,12 +73,18 @@ Bf16DecodingOpt = Annotated[
         "Ignored elsewhere.",
     ),
 ]
+
+
+def length_penalty_help() -> str:
+    own = ", ".join(f"{arch} {alpha}" for arch, alpha in ARCH_LENGTH_PENALTY.items())
+    return (
+        "Beam search: GNMT length penalty alpha; 0 = plain log-probability, more favours longer output "
+        f"\\[default: the model's architecture's: {own}, others {DEFAULT_LENGTH_PENALTY}]."
+    )
+
+
 LengthPenaltyOpt = Annotated[
-    float,
-    typer.Option(
-        "--length-penalty",
-        help="Beam search: GNMT length penalty alpha; 0 = plain log-probability, more favours longer output.",
-    ),
+    float | None, typer.Option("--length-penalty", help=length_penalty_help(), show_default=False)
 ]
 
 

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from ..config import DEFAULT_LENGTH_PENALTY
 from ..errors import ConfigError
 from ..serve import DEFAULT_HOST, DEFAULT_PORT, ServeLimits
 from . import render
@@ -63,7 +62,7 @@ def serve(
     beam_size: Annotated[
         int, typer.Option("--beam-size", help="Beam size of requests that do not choose one; 1 = greedy.")
     ] = 1,
-    length_penalty: LengthPenaltyOpt = DEFAULT_LENGTH_PENALTY,
+    length_penalty: LengthPenaltyOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Serve a model over HTTP: POST /translate, GET /health, and a form at /.

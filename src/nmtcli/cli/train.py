@@ -74,6 +74,7 @@ TRAINING_SETTINGS = [
     "early_stopping_metric",
     "max_minutes",
     "cooldown",
+    "cooldown_epochs",
     "jit_compile",
     "mixed_precision",
     "bf16_output",
@@ -221,12 +222,20 @@ def train(
     cooldown: Annotated[
         bool,
         typer.Option(
-            help="In the last epoch (the --epochs-th, or the last that fits --max-minutes) lower the "
-            "learning rate linearly to zero, then stop. " + default_note("cooldown"),
+            help="In the last --cooldown-epochs epochs (of --epochs, or the last that fit --max-minutes) "
+            "lower the learning rate linearly to zero, then stop. " + default_note("cooldown"),
             show_default=False,
             rich_help_panel=TRAINING,
         ),
     ] = T.cooldown,
+    cooldown_epochs: Annotated[
+        int,
+        typer.Option(
+            help="How many of the last epochs the --cooldown spans. " + default_note("cooldown_epochs"),
+            show_default=False,
+            rich_help_panel=TRAINING,
+        ),
+    ] = T.cooldown_epochs,
     early_stopping_metric: Annotated[
         Literal["loss", "bleu"],
         typer.Option(

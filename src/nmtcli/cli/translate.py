@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 
-from ..config import DEFAULT_LENGTH_PENALTY
 from ..errors import ConfigError
 from . import render
 from .options import (
@@ -63,7 +62,7 @@ def translate(
     batch_size: BatchOpt = 64,
     max_length: MaxLengthOpt = None,
     beam_size: BeamSizeOpt = 1,
-    length_penalty: LengthPenaltyOpt = DEFAULT_LENGTH_PENALTY,
+    length_penalty: LengthPenaltyOpt = None,
     bf16_output: Bf16DecodingOpt = False,
     n_best: Annotated[
         int,

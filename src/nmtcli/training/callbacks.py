@@ -25,7 +25,7 @@ from ..run_folder import RunFolder
 from .schedule import schedule_of
 
 MIN_LEARNING_RATE = 1e-6
-# The share of an epoch's time kept to spare when judging that the next epoch is the last to fit.
+# The share of an epoch's time kept to spare when judging how many more epochs fit the time budget.
 COOLDOWN_MARGIN = 0.2
 
 
@@ -158,17 +158,18 @@ class ReduceLearningRateOnPlateau(keras.callbacks.Callback):
 
 
 class CoolDown(keras.callbacks.Callback):
-    """The run's last epoch lowers the learning rate linearly to zero over its steps (a "cool-down":
-    a falling rate gains most at the end of training), then training stops.
+    """The run's last ``span`` epochs lower the learning rate linearly to zero over their steps (a
+    "cool-down": a falling rate gains most at the end of training), then training stops.
 
-    The last epoch is the ``epochs``-th or, with a time budget of ``max_seconds``, the one after
-    which another would not fit with ``COOLDOWN_MARGIN`` to spare: ``spent + pace + (1 + margin) *
-    pace > max_seconds`` as it begins, ``pace`` being the longest of the last two epochs (the first,
-    which traces the step, only while it is the only one). A misjudged pace costs either the
-    cool-down (``StopAtTimeBudget`` stops first) or the time of the epoch it would have fitted.
-    Decided from the history as each epoch begins, so a resumed run decides as an uninterrupted one.
-    A warmup schedule is lowered through its cool-down variables; a plain rate is set before each
-    step and left at its last value.
+    The cool-down begins with the first epoch that has at most ``span`` epochs left, itself included
+    (``epochs_left``): of ``epochs`` or, with a time budget of ``max_seconds``, of those that fit
+    with ``COOLDOWN_MARGIN`` of an epoch to spare, ``spent + n * pace + margin * pace <= max_seconds``
+    as it begins, ``pace`` being the longest of the last two epochs (the first, which traces the step,
+    only while it is the only one). A misjudged pace costs either the end of the cool-down
+    (``StopAtTimeBudget`` stops first) or the time of an epoch it would have fitted. Decided from the
+    history, replayed from the first epoch as each epoch begins (``plan``), so a resumed run decides
+    as an uninterrupted one. A warmup schedule is lowered through its cool-down variables; a plain
+    rate is set before each step and left at its last value.
     """
 
     def __init__(
@@ -176,44 +177,69 @@ class CoolDown(keras.callbacks.Callback):
         record: RecordHistory,
         max_seconds: float | None = None,
         log: Callable[[str], None] = lambda message: None,
+        span: int = 1,
     ):
         super().__init__()
         self.record = record
         self.max_seconds = max_seconds
         self.log = log
-        self._steps = 0  # the steps of the epoch cooling down; 0 while not in the last epoch
+        self.span = span
+        self._last = None  # the 0-based epoch the cool-down ends with, once it has begun
+        self._done = 0  # the cool-down's steps before the current epoch
+        self._steps = 0  # all of its steps; 0 before it begins
         self._rate = 0.0  # a plain rate's value as the cool-down began
 
-    def is_last(self, epoch: int, epochs: int) -> bool:
-        """Whether ``epoch`` (0-based) is the run's last, as it begins."""
-        if epoch + 1 >= epochs:
-            return True
+    def epochs_left(self, epoch: int, epochs: int, rows: Sequence[dict[str, Any]]) -> int:
+        """How many epochs, ``epoch`` (0-based) included, the run has left as it begins after the
+        history ``rows`` (at least 1)."""
+        left = max(1, epochs - epoch)
+        paces = rows[-2:] if len(rows) > 2 else rows[-1:]
+        pace = max((row["seconds"] or 0.0 for row in paces), default=0.0)
+        if self.max_seconds is None or pace <= 0:
+            return left
+        spent = sum(row["seconds"] or 0.0 for row in rows)
+        fit = int((self.max_seconds - spent - COOLDOWN_MARGIN * pace) // pace)
+        return max(1, min(left, fit))
+
+    def plan(self, epoch: int, epochs: int) -> tuple[int, int] | None:
+        """As ``epoch`` (0-based) begins: the cool-down's first epoch and how many it spans, or None
+        while it has not begun."""
         rows = self.record.history.rows
-        if self.max_seconds is None or not rows:
-            return False
-        pace = max(row["seconds"] or 0.0 for row in (rows[-2:] if len(rows) > 2 else rows[-1:]))
-        spent = self.record.history.seconds()
-        return spent + pace + (1 + COOLDOWN_MARGIN) * pace > self.max_seconds
+        for first in range(epoch + 1):
+            left = self.epochs_left(first, epochs, [row for row in rows if row["epoch"] <= first])
+            if left <= self.span:
+                return first, left
+        return None
 
     def on_epoch_begin(self, epoch, logs=None):
         optimizer = self.model.optimizer
         schedule = schedule_of(optimizer)
         steps = self.params.get("steps") or 0
-        self._steps = steps if steps and self.is_last(epoch, self.params.get("epochs") or 0) else 0
+        plan = self.plan(epoch, self.params.get("epochs") or 0) if steps else None
+        if plan is None:
+            self._last, self._steps = None, 0
+            if schedule is not None:
+                schedule.cool_down(0, 0)
+            return
+        first, span = plan
+        self._last, self._done, self._steps = first + span - 1, (epoch - first) * steps, span * steps
         # np.asarray reads a mirrored variable (tf.distribute) too, which int() and float() refuse.
         if schedule is not None:
-            schedule.cool_down(int(np.asarray(optimizer.iterations)), self._steps)
-        elif self._steps:
-            self._rate = float(np.asarray(optimizer.learning_rate))
-        if self._steps:
-            self.log(f"last epoch: the learning rate falls to zero over its {self._steps} steps")
+            schedule.cool_down(int(np.asarray(optimizer.iterations)) - self._done, self._steps)
+        else:  # the rate left by the cool-down's last step so far, (1 - (done - 1) / steps) of its start
+            rate = float(np.asarray(optimizer.learning_rate))
+            self._rate = rate / (1 - (self._done - 1) / self._steps) if self._done else rate
+        if epoch == first:
+            self.log(
+                f"the last {span} epoch(s): the learning rate falls to zero over their {self._steps} steps"
+            )
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._steps and schedule_of(self.model.optimizer) is None:
-            self.model.optimizer.learning_rate = self._rate * (1 - batch / self._steps)
+            self.model.optimizer.learning_rate = self._rate * (1 - (self._done + batch) / self._steps)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._steps:
+        if self._last is not None and epoch >= self._last:
             self.model.stop_training = True
 
 

@@ -280,7 +280,8 @@ class _Fit:
         record = RecordHistory(self.run_folder, config.early_stopping_metric)
         chain += [SaveBestModel(record), record, StopEarly(record, config.patience)]
         if config.cooldown:
-            chain.append(CoolDown(record, config.max_minutes * 60 if config.max_minutes else None, log))
+            budget = config.max_minutes * 60 if config.max_minutes else None
+            chain.append(CoolDown(record, budget, log, config.cooldown_epochs))
         if config.reduce_lr_factor:
             chain.append(
                 ReduceLearningRateOnPlateau(record, config.reduce_lr_factor, config.reduce_lr_patience, log)
