@@ -236,8 +236,9 @@ def test_a_run_with_cool_down_ends_its_last_epoch_near_a_zero_rate(
         assert rates[0] == pytest.approx(0.01)
         if span == 1:
             assert rates[1] == pytest.approx(0.01)
-        else:  # halfway down after the first of two epochs (4 or more steps each)
+        else:  # halfway down after the first of two epochs (4 or more steps each), in a straight line
             assert 0.01 / 2 < rates[1] <= 0.01 * 5 / 8
+            assert rates[2] == pytest.approx(rates[1] - 0.01 / 2, rel=1e-4)
         assert 0 < rates[2] < 0.01 / (4 * span)
     else:  # the schedule after the cool-down's last step
         assert rates[1] > 0 and rates[2] == 0.0

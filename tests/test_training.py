@@ -875,9 +875,17 @@ class InterruptAtEpochStart(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, tiny_data) -> None:
+@pytest.mark.parametrize(
+    "settings, interrupted_at",
+    [
+        ({}, 2),
+        # Resumed in the second of two epochs cooling a plain rate down (set before each step).
+        ({"cooldown": True, "cooldown_epochs": 2}, 3),
+    ],
+)
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, tiny_data, settings, interrupted_at) -> None:
     model_config = ModelConfig(arch="lstm", **SMALL_MODEL)
-    train_config = TrainConfig(epochs=3, bleu_sample=0, **SMALL_TRAINING)
+    train_config = TrainConfig(epochs=3, bleu_sample=0, **{**SMALL_TRAINING, **settings})
     straight = train(model_config, train_config, data_dir=tiny_data, run_dir=tmp_path / "straight")
     with pytest.raises(KeyboardInterrupt):
         train(
@@ -885,10 +893,10 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, tiny_data)
             train_config,
             data_dir=tiny_data,
             run_dir=tmp_path / "resumed",
-            callbacks=[InterruptAtEpochStart(2)],
+            callbacks=[InterruptAtEpochStart(interrupted_at)],
         )
     resumed = train(model_config, train_config, data_dir=tiny_data, run_dir=tmp_path / "resumed")
-    assert resumed.resumed_from_epoch == 1
+    assert resumed.resumed_from_epoch == interrupted_at - 1
     for key in ("cross_entropy", "val_cross_entropy", "learning_rate"):
         assert [row[key] for row in resumed.history] == pytest.approx(
             [row[key] for row in straight.history], rel=1e-5
