@@ -283,6 +283,7 @@ CLI_INVALID = [
     (["--early-stopping-metric", "bleu", "--bleu-sample", "0"], "--bleu-sample"),
     (["--warmup-steps", "-1"], "--warmup-steps"),
     (["--batch-tokens", "0"], "--batch-tokens"),
+    (["--cooldown-epochs", "0"], "--cooldown-epochs"),
 ]
 
 
@@ -324,6 +325,8 @@ def test_a_batch_size_given_alone_turns_the_transformers_default_batch_tokens_of
     for extra in (["--batch-size", "16"], [], ["--batch-tokens", "300"]):
         assert_error(nmt(*common, "--level", "subword", *extra), "configs received")
     assert [(t.batch_size, t.batch_tokens) for t in seen] == [(16, None), (64, 2500), (64, 300)]
+    assert_error(nmt(*common, "--cooldown-epochs", "2"), "configs received")
+    assert (seen[-1].cooldown, seen[-1].cooldown_epochs) == (True, 2)
     assert_error(nmt(*common, "--batch-size", "16", "--batch-tokens", "300"), "not both")
 
 
@@ -341,6 +344,9 @@ def test_architecture_training_defaults_are_owned_by_the_config() -> None:
     assert not TrainConfig.from_dict(
         {k: v for k, v in transformer.to_dict().items() if k != "cooldown"}
     ).cooldown
+    # A config saved before the cool-down could span several epochs reads as one epoch.
+    older = {k: v for k, v in transformer.to_dict().items() if k != "cooldown_epochs"}
+    assert TrainConfig.from_dict(older).cooldown_epochs == 1
     # ... and sizes batches in tokens (its memory peak follows the longest batch, docs/benchmarks.md).
     assert transformer.batch_tokens == ARCH_TRAINING_DEFAULTS["transformer"]["batch_tokens"] == 2500
     assert TrainConfig().batch_tokens is None

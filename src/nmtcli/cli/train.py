@@ -30,7 +30,7 @@ EMBEDDING_DIM = next(f.default for f in dataclasses.fields(ModelConfig) if f.nam
 def default_note(name: str, off: str | None = None) -> str:
     """The help's default of training setting ``name`` for each architecture, the default one first:
     an architecture's own (``config.ARCH_TRAINING_DEFAULTS``), else the config's:
-    ``[default: transformer: 0.1; lstm, gru-attention: 0.0]``."""
+    ``[default: transformer: 0.1; lstm, gru-attention: 0.0]``; one value when all share it."""
 
     def shown(value) -> str:
         return off if off is not None and not value else str(value)
@@ -42,6 +42,8 @@ def default_note(name: str, off: str | None = None) -> str:
     groups: dict[str, list[str]] = {}
     for arch in order:
         groups.setdefault(shown(values[arch]), []).append(arch)
+    if len(groups) == 1:
+        return f"\\[default: {next(iter(groups))}]"
     parts = [", ".join(archs) + ": " + value for value, archs in groups.items()]
     return f"\\[default: {'; '.join(parts)}]"
 
