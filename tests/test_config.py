@@ -344,6 +344,7 @@ def test_architecture_training_defaults_are_owned_by_the_config() -> None:
     assert not TrainConfig.from_dict(
         {k: v for k, v in transformer.to_dict().items() if k != "cooldown"}
     ).cooldown
+    assert transformer.cooldown_epochs == 2 and TrainConfig().cooldown_epochs == 1
     # A config saved before the cool-down could span several epochs reads as one epoch.
     older = {k: v for k, v in transformer.to_dict().items() if k != "cooldown_epochs"}
     assert TrainConfig.from_dict(older).cooldown_epochs == 1
@@ -360,7 +361,12 @@ def test_architecture_training_defaults_are_owned_by_the_config() -> None:
     # Given settings win over the architecture's.
     assert (
         TrainConfig.for_arch(
-            "transformer", label_smoothing=0.0, warmup_steps=0, batch_tokens=None, cooldown=False
+            "transformer",
+            label_smoothing=0.0,
+            warmup_steps=0,
+            batch_tokens=None,
+            cooldown=False,
+            cooldown_epochs=1,
         )
         == TrainConfig()
     )
@@ -398,6 +404,7 @@ def test_the_train_help_shows_the_architecture_defaults() -> None:
     assert "[default: transformer: 1000; lstm, gru-attention: 0]" in text  # --warmup-steps
     assert "[default: transformer: 2500; lstm, gru-attention: off]" in text  # --batch-tokens
     assert "[default: transformer: True; lstm, gru-attention: False]" in text  # --cooldown
+    assert "[default: transformer: 2; lstm, gru-attention: 1]" in text  # --cooldown-epochs
     assert "--batch-tokens" in text and "--init-from" in text
     assert "[default: transformer]" in text and "[default: subword]" in text
     assert "ignored by the transformer" in text and "[default: 128]" in text  # --embedding-dim

@@ -216,12 +216,19 @@ class ModelConfig(_Serializable):
 # Training settings whose default depends on the architecture: written here once. ``TrainConfig``'s own
 # defaults are the recurrent models' (measured, docs/results.md); the transformer's are the recipe of
 # issue 15's probe (label smoothing 0.1, 1,000 warmup steps then inverse square root) and a cool-down
-# of the last epoch (+5.85 greedy BLEU on spa-eng in the CPU hour, docs/results.md), with batches
-# sized in tokens: the peak memory of training follows the longest batch's [B, T, vocabulary] logits,
-# which token batches bound (measured in docs/benchmarks.md, "Transformer on CPU"). Presets and the
-# command line fill them in through ``TrainConfig.for_arch``; ``nmt train --help`` shows them.
+# over the last two epochs (each step of it measured on spa-eng in the CPU hour, docs/results.md),
+# with batches sized in tokens: the peak memory of training follows the longest batch's [B, T,
+# vocabulary] logits, which token batches bound (measured in docs/benchmarks.md, "Transformer on
+# CPU"). Presets and the command line fill them in through ``TrainConfig.for_arch``; ``nmt train
+# --help`` shows them.
 ARCH_TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
-    "transformer": {"label_smoothing": 0.1, "warmup_steps": 1000, "batch_tokens": 2500, "cooldown": True},
+    "transformer": {
+        "label_smoothing": 0.1,
+        "warmup_steps": 1000,
+        "batch_tokens": 2500,
+        "cooldown": True,
+        "cooldown_epochs": 2,
+    },
 }
 
 
