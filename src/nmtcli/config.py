@@ -336,7 +336,7 @@ MAX_BEAM_SIZE = 64
 MAX_LENGTH_PENALTY = 10.0
 # Beam search's length penalty (GNMT's alpha; decoding.beam_search) when none is chosen: the
 # architecture's own where it has one, else the default. Each was the best of a sweep on the validation
-# split of the CPU-hour models (docs/results.md, "Length penalty").
+# split of the CPU-hour models (docs/results.md, "Beam search is too short").
 ARCH_LENGTH_PENALTY: dict[str, float] = {"transformer": 2.0}
 DEFAULT_LENGTH_PENALTY = 0.6
 
