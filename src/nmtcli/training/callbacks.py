@@ -189,24 +189,24 @@ class CoolDown(keras.callbacks.Callback):
         self._steps = 0  # all of its steps; 0 before it begins
         self._rate = 0.0  # a plain rate's value as the cool-down began
 
-    def epochs_left(self, epoch: int, epochs: int, rows: Sequence[dict[str, Any]]) -> int:
+    def epochs_left(self, epoch: int, epochs: int, history: History) -> int:
         """How many epochs, ``epoch`` (0-based) included, the run has left as it begins after the
-        history ``rows`` (at least 1)."""
+        epochs of ``history`` (at least 1)."""
         left = max(1, epochs - epoch)
+        rows = history.rows
         paces = rows[-2:] if len(rows) > 2 else rows[-1:]
         pace = max((row["seconds"] or 0.0 for row in paces), default=0.0)
         if self.max_seconds is None or pace <= 0:
             return left
-        spent = sum(row["seconds"] or 0.0 for row in rows)
-        fit = int((self.max_seconds - spent - COOLDOWN_MARGIN * pace) // pace)
+        fit = int((self.max_seconds - history.seconds() - COOLDOWN_MARGIN * pace) // pace)
         return max(1, min(left, fit))
 
     def plan(self, epoch: int, epochs: int) -> tuple[int, int] | None:
         """As ``epoch`` (0-based) begins: the cool-down's first epoch and how many it spans, or None
         while it has not begun."""
-        rows = self.record.history.rows
+        history = self.record.history
         for first in range(epoch + 1):
-            left = self.epochs_left(first, epochs, [row for row in rows if row["epoch"] <= first])
+            left = self.epochs_left(first, epochs, history.until(first))
             if left <= self.span:
                 return first, left
         return None
