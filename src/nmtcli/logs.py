@@ -62,9 +62,9 @@ def last_step_rate(callback: Any, batch: int) -> float | None:
     optimizer = getattr(callback.model, "optimizer", None)
     if optimizer is None or batch + 1 != (callback.params or {}).get("steps"):
         return None
-    import numpy as np  # a mirrored variable under tf.distribute, which float() does not take
+    from .training.schedule import read_scalar  # TensorFlow is loaded once training runs
 
-    return float(np.asarray(optimizer.learning_rate))
+    return read_scalar(optimizer.learning_rate)
 
 
 def epoch_logger():

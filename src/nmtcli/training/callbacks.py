@@ -17,12 +17,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import keras
-import numpy as np
 
 from ..corpus import group_references, reference_streams
 from ..history import History, epoch_row
 from ..run_folder import RunFolder
-from .schedule import schedule_of
+from .schedule import read_scalar, schedule_of
 
 MIN_LEARNING_RATE = 1e-6
 # The share of an epoch's time kept to spare when judging how many more epochs fit the time budget.
@@ -223,11 +222,10 @@ class CoolDown(keras.callbacks.Callback):
             return
         first, span = plan
         self._last, self._done, self._steps = first + span - 1, (epoch - first) * steps, span * steps
-        # np.asarray reads a mirrored variable (tf.distribute) too, which int() and float() refuse.
         if schedule is not None:
-            schedule.cool_down(int(np.asarray(optimizer.iterations)) - self._done, self._steps)
+            schedule.cool_down(int(read_scalar(optimizer.iterations)) - self._done, self._steps)
         else:  # the rate left by the cool-down's last step so far, (1 - (done - 1) / steps) of its start
-            rate = float(np.asarray(optimizer.learning_rate))
+            rate = read_scalar(optimizer.learning_rate)
             self._rate = rate / (1 - (self._done - 1) / self._steps) if self._done else rate
         if epoch == first:
             self.log(
