@@ -62,9 +62,15 @@ def last_step_rate(callback: Any, batch: int) -> float | None:
     optimizer = getattr(callback.model, "optimizer", None)
     if optimizer is None or batch + 1 != (callback.params or {}).get("steps"):
         return None
-    from .training.schedule import read_scalar  # TensorFlow is loaded once training runs
-
     return read_scalar(optimizer.learning_rate)
+
+
+def read_scalar(variable: Any) -> float:
+    """A scalar variable's value (a step count, a learning rate) as a Python float: ``np.asarray``
+    also reads a mirrored variable (``tf.distribute``), which ``float()`` and ``int()`` refuse."""
+    import numpy as np
+
+    return float(np.asarray(variable))
 
 
 def epoch_logger():

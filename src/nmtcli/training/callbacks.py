@@ -20,8 +20,9 @@ import keras
 
 from ..corpus import group_references, reference_streams
 from ..history import History, epoch_row
+from ..logs import read_scalar
 from ..run_folder import RunFolder
-from .schedule import read_scalar, schedule_of
+from .schedule import schedule_of
 
 MIN_LEARNING_RATE = 1e-6
 # The share of an epoch's time kept to spare when judging how many more epochs fit the time budget.

@@ -20,7 +20,6 @@ reloads in Keras' safe mode.
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import ops
 
 
@@ -70,12 +69,6 @@ class WarmupInverseSquareRoot(keras.optimizers.schedules.LearningRateSchedule):
             "warmup_steps": self.warmup_steps,
             "scale": float(ops.convert_to_numpy(self.scale)),
         }
-
-
-def read_scalar(variable) -> float:
-    """A scalar variable's value (a step count, a learning rate) as a Python float: ``np.asarray``
-    also reads a mirrored variable (``tf.distribute``), which ``float()`` and ``int()`` refuse."""
-    return float(np.asarray(variable))
 
 
 def schedule_of(optimizer: keras.optimizers.Optimizer) -> WarmupInverseSquareRoot | None:
